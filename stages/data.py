@@ -1,0 +1,20 @@
+"""The prepared arrays, and the recipe's scaling and one-hot encoding, in one place."""
+
+from pathlib import Path
+
+import numpy as np
+
+PREPARED_DIR = Path("data/prepared")
+NUM_CLASSES = 10
+
+
+def load_split(name):
+    """Return (images, labels) of one prepared split as stored: uint8, (N, 28, 28) and (N,)."""
+    with np.load(PREPARED_DIR / f"{name}.npz") as arrays:
+        return arrays["images"], arrays["labels"]
+
+
+def model_inputs(images, labels):
+    """The recipe's preprocessing: (N, 28, 28, 1) float32 in [0, 1], labels one-hot."""
+    scaled = images.reshape(-1, 28, 28, 1).astype("float32") / 255
+    return scaled, np.eye(NUM_CLASSES, dtype="float32")[labels]

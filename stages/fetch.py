@@ -1,0 +1,104 @@
+"""Stage fetch: the four MNIST files into data/raw/, each verified whatever its source.
+
+Sources are tried in order: $MNIST_MIRROR (a folder or file:// URL) if set, then fetch.mirrors.
+A source that fails or serves the wrong content is skipped for the next one.
+"""
+
+import gzip
+import hashlib
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from http.client import HTTPException
+from pathlib import Path
+
+from tqdm import tqdm
+
+from stages import params
+from stages.atomic import atomic_path
+
+RAW_DIR = Path("data/raw")
+CHUNK_SIZE = 1 << 20
+
+
+class SourceError(Exception):
+    """One source could not provide one file."""
+
+
+def content_md5(path):
+    """MD5 of a gzip file's decompressed content: archives differ between mirrors, content not."""
+    digest = hashlib.md5()
+    try:
+        with gzip.open(path) as stream:
+            while chunk := stream.read(CHUNK_SIZE):
+                digest.update(chunk)
+    except (OSError, EOFError) as error:
+        raise SourceError(f"not a valid gzip file ({error})") from None
+    return digest.hexdigest()
+
+
+def _local_folder(source):
+    if source.startswith("file://"):
+        return Path(urllib.request.url2pathname(source[len("file://") :]))
+    if "://" not in source:
+        return Path(source)
+    return None
+
+
+def _download(url, target, timeout, retries):
+    for attempt in range(retries + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, target.open("wb") as out:
+                size = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=size, unit="B", unit_scale=True, desc=url, leave=False) as bar:
+                    while chunk := response.read(CHUNK_SIZE):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                if size is not None and target.stat().st_size != size:
+                    raise HTTPException(f"connection closed after {target.stat().st_size} of {size} bytes")
+            return
+        except urllib.error.HTTPError as error:
+            if error.code < 500 or attempt == retries:
+                raise SourceError(f"HTTP {error.code} {error.reason}") from None
+        except (urllib.error.URLError, HTTPException, OSError) as error:
+            if attempt == retries:
+                reason = getattr(error, "reason", None) or error
+                raise SourceError(f"{type(error).__name__}: {reason}") from None
+        time.sleep(attempt + 1)
+
+
+def fetch_file(name, expected_md5, sources, timeout, retries):
+    """Copy or download `name` from the first source whose content has the expected MD5."""
+    failures = []
+    for source in sources:
+        try:
+            with atomic_path(RAW_DIR / name) as temporary:
+                folder = _local_folder(source)
+                if folder is not None:
+                    if not (folder / name).is_file():
+                        raise SourceError(f"no file {folder / name}")
+                    shutil.copyfile(folder / name, temporary)
+                else:
+                    _download(source.rstrip("/") + "/" + name, temporary, timeout, retries)
+                found_md5 = content_md5(temporary)
+                if found_md5 != expected_md5:
+                    raise SourceError(f"content MD5 {found_md5}, expected {expected_md5}")
+            print(f"fetch: {name} from {source}")
+            return
+        except (SourceError, OSError) as error:
+            failures.append(f"{source}: {error}")
+    raise SystemExit(f"fetch: {name}: no source worked; " + "; ".join(failures))
+
+
+def main():
+    fetch = params.load("fetch")
+    local_mirror = os.environ.get("MNIST_MIRROR")
+    sources = ([local_mirror] if local_mirror else []) + fetch["mirrors"]
+    for name, expected_md5 in fetch["files"].items():
+        fetch_file(name, expected_md5, sources, fetch["timeout"], fetch["retries"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The one way a stage reads params.yaml: its own section, checked against SCHEMA.
+
+A user's mistake ends the stage with one line naming the dotted key and the value given,
+before any data is read or model built; a typo never falls back to a default.
+"""
+
+import difflib
+import re
+from pathlib import Path
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+IMAGE_SIDE = 28  # MNIST's images are 28x28; the model's layers must fit in them.
+
+OPTIMIZER_ARGUMENTS = {
+    "adadelta": {"learning_rate", "rho", "epsilon"},
+    "adam": {"learning_rate", "beta_1", "beta_2", "epsilon"},
+    "rmsprop": {"learning_rate", "rho", "momentum", "epsilon"},
+    "sgd": {"learning_rate", "momentum"},
+}
+ACTIVATIONS = {"relu", "elu", "gelu", "selu", "silu", "tanh", "sigmoid"}
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml that a stage cannot use."""
+
+
+def _number(minimum=None, maximum=None, integer=False, below_maximum=False, above_minimum=False):
+    def check(value):
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return "must be an integer" if integer else "must be a number"
+        if minimum is not None and (value <= minimum if above_minimum else value < minimum):
+            return f"must be {'>' if above_minimum else '>='} {minimum}"
+        if maximum is not None and (value >= maximum if below_maximum else value > maximum):
+            return f"must be {'<' if below_maximum else '<='} {maximum}"
+        return None
+
+    return check
+
+
+def _optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _one_of(names):
+    return lambda value: None if value in names else f"must be one of {', '.join(sorted(names))}"
+
+
+def _list_of(check, non_empty=True):
+    def check_list(value):
+        if not isinstance(value, list) or (non_empty and not value):
+            return "must be a non-empty list" if non_empty else "must be a list"
+        problems = [check(item) for item in value]
+        return next((f"item {index}: {p}" for index, p in enumerate(problems) if p), None)
+
+    return check_list
+
+
+def _url(value):
+    if not isinstance(value, str) or not re.match(r"^(https?|file)://", value):
+        return "must be an http://, https:// or file:// URL"
+    return None
+
+
+def _md5_table(value):
+    if not isinstance(value, dict) or not value:
+        return "must map each file name to the MD5 of its decompressed content"
+    for name, digest in value.items():
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{32}", digest):
+            return f"{name}: must be 32 lowercase hex digits"
+    return None
+
+
+def _optimizer(value):
+    if not isinstance(value, dict) or "name" not in value:
+        return "must be a mapping with a name and the optimizer's arguments"
+    name = value["name"]
+    if name not in OPTIMIZER_ARGUMENTS:
+        return f"name must be one of {', '.join(sorted(OPTIMIZER_ARGUMENTS))}"
+    for argument, given in value.items():
+        if argument == "name":
+            continue
+        if argument not in OPTIMIZER_ARGUMENTS[name]:
+            return f"{name} takes no argument {argument!r}" + _suggestion(
+                argument, OPTIMIZER_ARGUMENTS[name], prefix=""
+            )
+        problem = _number(0, above_minimum=argument == "learning_rate")(given)
+        if problem:
+            return f"{argument} {problem}"
+    return None
+
+
+POSITIVE_INT = _number(1, integer=True)
+
+
+def _square(value):
+    if problem := POSITIVE_INT(value):
+        return problem
+    return None if round(value**0.5) ** 2 == value else "must be a square number (100 = 10x10)"
+
+
+SCHEMA = {
+    "fetch": {
+        "mirrors": _list_of(_url),
+        "timeout": _number(0, above_minimum=True),
+        "retries": _number(0, integer=True),
+        "files": _md5_table,
+    },
+    "preprocess": {
+        "train_limit": _optional(POSITIVE_INT),
+        "validation_split": _number(0, 1, below_maximum=True),
+        "seed": _number(0, integer=True),
+    },
+    "train": {
+        "seed": _number(0, integer=True),
+        "epochs": POSITIVE_INT,
+        "batch_size": POSITIVE_INT,
+        "optimizer": _optimizer,
+        "model": {
+            "conv_filters": _list_of(POSITIVE_INT, non_empty=False),
+            "kernel_size": POSITIVE_INT,
+            "pool_size": POSITIVE_INT,
+            "dense_units": _list_of(POSITIVE_INT, non_empty=False),
+            "dropout": _number(0, 1, below_maximum=True),
+            "activation": _one_of(ACTIVATIONS),
+        },
+    },
+    "evaluate": {
+        "batch_size": POSITIVE_INT,
+    },
+    "plot": {
+        "grid_size": _square,
+        "seed": _number(0, integer=True),
+    },
+}
+
+
+def _suggestion(key, known, prefix):
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _check(values, schema, path):
+    if not isinstance(values, dict):
+        raise ParamsError(f"{path}: must be a mapping, got {values!r}")
+    for key in values:
+        if key not in schema:
+            raise ParamsError(
+                f"{path}.{key}: unknown key" + _suggestion(str(key), schema, prefix=f"{path}.")
+            )
+    for key, check in schema.items():
+        if key not in values:
+            raise ParamsError(f"{path}.{key}: missing")
+        if isinstance(check, dict):
+            _check(values[key], check, f"{path}.{key}")
+        elif problem := check(values[key]):
+            raise ParamsError(f"{path}.{key}: {problem}, got {values[key]!r}")
+
+
+def _check_model_fits(model):
+    side = IMAGE_SIDE - len(model["conv_filters"]) * (model["kernel_size"] - 1)
+    if side < model["pool_size"]:
+        raise ParamsError(
+            f"train.model.kernel_size: {model['kernel_size']} leaves a {side}x{side} feature map "
+            f"after {len(model['conv_filters'])} convolutions of a {IMAGE_SIDE}x{IMAGE_SIDE} image, "
+            f"smaller than pool_size {model['pool_size']}"
+        )
+
+
+def check_section(params, section):
+    """Return params[section] if it matches SCHEMA, else raise ParamsError naming the key."""
+    if section not in params:
+        raise ParamsError(f"{section}: missing section")
+    values = params[section]
+    _check(values, SCHEMA[section], section)
+    if section == "train":
+        _check_model_fits(values["model"])
+    return values
+
+
+def load(section, path=PARAMS_FILE):
+    """Read one stage's section of params.yaml; a bad value exits with one line."""
+    try:
+        params = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise SystemExit(f"{path}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SystemExit(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    try:
+        return check_section(params or {}, section)
+    except ParamsError as error:
+        raise SystemExit(f"{path}: {error}") from None
