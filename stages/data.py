@@ -1,8 +1,9 @@
-"""The prepared arrays, and the recipe's scaling and one-hot encoding, in one place."""
+"""The prepared arrays, the recipe's scaling and one-hot encoding, and confusion counts."""
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 PREPARED_DIR = Path("data/prepared")
 NUM_CLASSES = 10
@@ -18,3 +19,10 @@ def model_inputs(images, labels):
     """The recipe's preprocessing: (N, 28, 28, 1) float32 in [0, 1], labels one-hot."""
     scaled = images.reshape(-1, 28, 28, 1).astype("float32") / 255
     return scaled, np.eye(NUM_CLASSES, dtype="float32")[labels]
+
+
+def confusion_counts(predictions):
+    """10x10 counts of (actual, predicted) pairs, rows actual, zeros where a pair never occurs."""
+    return pd.crosstab(predictions["actual"], predictions["predicted"]).reindex(
+        index=range(NUM_CLASSES), columns=range(NUM_CLASSES), fill_value=0
+    )

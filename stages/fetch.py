@@ -52,12 +52,14 @@ def _download(url, target, timeout, retries):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, target.open("wb") as out:
                 size = int(response.headers.get("Content-Length") or 0) or None
+                received = 0
                 with tqdm(total=size, unit="B", unit_scale=True, desc=url, leave=False) as bar:
                     while chunk := response.read(CHUNK_SIZE):
                         out.write(chunk)
+                        received += len(chunk)
                         bar.update(len(chunk))
-                if size is not None and target.stat().st_size != size:
-                    raise HTTPException(f"connection closed after {target.stat().st_size} of {size} bytes")
+            if size is not None and received != size:
+                raise HTTPException(f"connection closed after {received} of {size} bytes")
             return
         except urllib.error.HTTPError as error:
             if error.code < 500 or attempt == retries:

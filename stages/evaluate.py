@@ -1,0 +1,86 @@
+"""Stage evaluate: the recipe's test and training-set scores, plus where the model goes wrong.
+
+Writes reports/metrics.json (headline metrics) and reports/eval/: predictions.csv (one row a
+test image, DVC's confusion-matrix source), per_class.csv and misclassified.csv.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from stages import params
+from stages.atomic import atomic_path, write_json
+from stages.data import confusion_counts, load_split, model_inputs
+
+MODEL_PATH = Path("data/model/model.keras")
+METRICS_PATH = Path("reports/metrics.json")
+EVAL_DIR = Path("reports/eval")
+
+
+def score(model, images, labels, batch_size):
+    """Loss and accuracy as model.evaluate gives them, plus the probabilities behind them."""
+    inputs, one_hot = model_inputs(images, labels)
+    probabilities = model.predict(inputs, batch_size=batch_size, verbose=0)
+    loss = float(keras.losses.CategoricalCrossentropy()(one_hot, probabilities))
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    return loss, accuracy, probabilities
+
+
+def per_class_scores(predictions):
+    """Precision, recall, F1 and support of each digit, from the confusion counts."""
+    confusion = confusion_counts(predictions)
+    true_positives = np.diag(confusion)
+    precision = true_positives / confusion.sum(axis=0).replace(0, np.nan)
+    recall = true_positives / confusion.sum(axis=1).replace(0, np.nan)
+    f1 = 2 * precision * recall / (precision + recall)
+    scores = pd.DataFrame(
+        {"precision": precision, "recall": recall, "f1": f1, "support": confusion.sum(axis=1)}
+    )
+    return scores.fillna(0.0).rename_axis("digit").round(4)
+
+
+def write_csv(frame, path, **options):
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, **options)
+
+
+def main():
+    evaluate = params.load("evaluate")
+    model = keras.models.load_model(MODEL_PATH)
+    test_images, test_labels = load_split("test")
+    train_images, train_labels = load_split("train")
+
+    test_loss, test_accuracy, probabilities = score(
+        model, test_images, test_labels, evaluate["batch_size"]
+    )
+    train_loss, train_accuracy, _ = score(model, train_images, train_labels, evaluate["batch_size"])
+
+    predictions = pd.DataFrame(
+        {
+            "image": np.arange(len(test_labels)),
+            "actual": test_labels,
+            "predicted": probabilities.argmax(axis=1),
+            "probability": probabilities.max(axis=1).round(4),
+        }
+    )
+    misclassified = predictions[predictions["actual"] != predictions["predicted"]]
+    scores = per_class_scores(predictions)
+
+    write_csv(predictions, EVAL_DIR / "predictions.csv", index=False)
+    write_csv(misclassified, EVAL_DIR / "misclassified.csv", index=False)
+    write_csv(scores, EVAL_DIR / "per_class.csv")
+    metrics = {
+        "test": {"loss": round(test_loss, 6), "accuracy": test_accuracy},
+        "train": {"loss": round(train_loss, 6), "accuracy": train_accuracy},
+        "test_macro_f1": round(float(scores["f1"].mean()), 4),
+        "test_misclassified": len(misclassified),
+    }
+    write_json(METRICS_PATH, metrics)
+    print(f"evaluate: test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}; "
+          f"train accuracy {train_accuracy:.4f}, loss {train_loss:.4f}")
+
+
+if __name__ == "__main__":
+    main()

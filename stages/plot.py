@@ -1,0 +1,103 @@
+"""Stage plot: the tutorial's two digit grids, training curves, the confusion matrix and the
+misclassified digits, as PNGs in reports/figures/."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a CI machine or a server
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from stages import params
+from stages.atomic import atomic_path
+from stages.data import NUM_CLASSES, confusion_counts, load_split
+
+TRAIN_CURVES_DIR = Path("reports/train/plots/metrics")
+PREDICTIONS_PATH = Path("reports/eval/predictions.csv")
+FIGURES_DIR = Path("reports/figures")
+
+
+def save(figure, name):
+    with atomic_path(FIGURES_DIR / name) as temporary:
+        figure.savefig(temporary, dpi=80)
+    plt.close(figure)
+    print(f"plot: {FIGURES_DIR / name}")
+
+
+def digit_grid(images, titles, title_colors, name):
+    """The tutorial's picture: a square grid of digits, gray_r, no axes, a title on each."""
+    side = max(1, math.ceil(len(titles) ** 0.5))
+    figure, axes = plt.subplots(side, side, figsize=(1.2 * side, 1.4 * side), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(titles):
+            axis.imshow(images[index], cmap="gray_r")
+            axis.set_title(titles[index], fontsize=8, color=title_colors[index])
+    figure.tight_layout()
+    save(figure, name)
+
+
+def training_curves():
+    """Loss and accuracy for each epoch, with validation curves when there was a split."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ["loss", "accuracy"]):
+        for split in ["train", "eval"]:
+            path = TRAIN_CURVES_DIR / split / f"{metric}.tsv"
+            if path.exists():
+                curve = pd.read_csv(path, sep="\t")
+                axis.plot(curve["step"] + 1, curve[metric], marker="o", label=split)
+        axis.set(xlabel="epoch", ylabel=metric, title=metric)
+        axis.legend()
+    figure.tight_layout()
+    save(figure, "training_curves.png")
+
+
+def confusion_heatmap(predictions):
+    counts = confusion_counts(predictions)
+    figure, axis = plt.subplots(figsize=(7, 6))
+    image = axis.imshow(np.log1p(counts.to_numpy()), cmap="Blues")
+    for (actual, predicted), count in np.ndenumerate(counts.to_numpy()):
+        if count:
+            color = "white" if actual == predicted else "black"
+            axis.text(predicted, actual, count, ha="center", va="center", fontsize=8, color=color)
+    axis.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xlabel="predicted",
+             ylabel="actual", title="Confusion matrix (test set; colour: log count)")
+    figure.colorbar(image)
+    figure.tight_layout()
+    save(figure, "confusion_matrix.png")
+
+
+def main():
+    plot = params.load("plot")
+    train_images, train_labels = load_split("train")
+    test_images, _ = load_split("test")
+    predictions = pd.read_csv(PREDICTIONS_PATH)
+    rng = np.random.default_rng(plot["seed"])
+    grid_size = plot["grid_size"]
+
+    shown = rng.choice(len(train_images), min(grid_size, len(train_images)), replace=False)
+    digit_grid(train_images[shown], [f"actual:{label}" for label in train_labels[shown]],
+               ["black"] * len(shown), "train_digits.png")
+
+    shown = predictions.iloc[rng.choice(len(predictions), min(grid_size, len(predictions)), replace=False)]
+    digit_grid(test_images[shown["image"]],
+               [f"actual:{row.actual}\npredict:{row.predicted}" for row in shown.itertuples()],
+               ["red" if row.actual != row.predicted else "black" for row in shown.itertuples()],
+               "test_predictions.png")
+
+    wrong = predictions[predictions["actual"] != predictions["predicted"]]
+    wrong = wrong.sort_values("probability", ascending=False).head(grid_size)
+    digit_grid(test_images[wrong["image"]],
+               [f"actual:{row.actual}\npredict:{row.predicted} ({row.probability:.2f})"
+                for row in wrong.itertuples()],
+               ["red"] * len(wrong), "misclassified.png")
+
+    training_curves()
+    confusion_heatmap(predictions)
+
+
+if __name__ == "__main__":
+    main()

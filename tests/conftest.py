@@ -1,0 +1,107 @@
+"""Fixtures that make small real MNIST-format data and run the stages as a user would."""
+
+import gzip
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def idx_bytes(array, magic):
+    """An IDX file's bytes: big-endian magic, one int32 per dimension, then uint8 data."""
+    array = np.asarray(array, dtype=np.uint8)
+    return struct.pack(f">{1 + array.ndim}i", magic, *array.shape) + array.tobytes()
+
+
+def write_gz(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(content))
+    return path
+
+
+def synthetic_digits(count, seed):
+    """Learnable stand-ins for digits: each label lights its own 7x7 square of a noisy 28x28."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, count, dtype=np.uint8)
+    images = rng.integers(0, 40, (count, 28, 28), dtype=np.uint8)
+    for image, label in zip(images, labels):
+        row, column = divmod(int(label), 4)
+        image[2 + 7 * row : 8 + 7 * row, 1 + 7 * column : 7 + 7 * column] = 255
+    return images, labels
+
+
+def write_mirror(folder, train_count=300, test_count=100):
+    """A folder laid out like an MNIST mirror; returns the MD5 table of its decompressed content."""
+    train_images, train_labels = synthetic_digits(train_count, seed=1)
+    test_images, test_labels = synthetic_digits(test_count, seed=2)
+    contents = {
+        MNIST_FILES["train_images"]: idx_bytes(train_images, 2051),
+        MNIST_FILES["train_labels"]: idx_bytes(train_labels, 2049),
+        MNIST_FILES["test_images"]: idx_bytes(test_images, 2051),
+        MNIST_FILES["test_labels"]: idx_bytes(test_labels, 2049),
+    }
+    for name, content in contents.items():
+        write_gz(Path(folder) / name, content)
+    return {name: hashlib.md5(content).hexdigest() for name, content in contents.items()}
+
+
+def project_params():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def run_stage(name, cwd, env=None, check=True):
+    """Run `python -m stages.<name>` in `cwd` as DVC would, with this checkout's code."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{name}"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"stages.{name} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def tiny_mirror(tmp_path):
+    """(folder, md5 table) of a tiny synthetic MNIST mirror."""
+    folder = tmp_path / "mirror"
+    return folder, write_mirror(folder)
+
+
+@pytest.fixture
+def mnist_mirror(tmp_path):
+    """(folder, md5 table) of real MNIST when shared/ is beside the checkout, else synthetic."""
+    if SHARED_MNIST.is_dir():
+        return SHARED_MNIST, project_params()["fetch"]["files"]
+    folder = tmp_path / "mirror"
+    return folder, write_mirror(folder, train_count=2000, test_count=500)
+
+
+def copy_project(destination):
+    """The files git would commit (tracked or not ignored), as a fresh clone would have them."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination / name)
+    return destination

@@ -1,0 +1,141 @@
+"""The fetch stage, run as a command against local folders and a real HTTP server on 127.0.0.1."""
+
+import socket
+import threading
+import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from tests.conftest import MNIST_FILES, run_stage
+
+TRAIN_IMAGES = MNIST_FILES["train_images"]
+
+
+class MirrorHandler(SimpleHTTPRequestHandler):
+    """Serves a mirror folder, misbehaving as its server's `mode` says."""
+
+    def do_GET(self):
+        mode = self.server.mode
+        if mode in (404, 500):
+            self.send_error(mode)
+        elif mode == "stall":
+            time.sleep(3)
+            self.send_error(503)
+        elif mode == "close-midway":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b" + b"\0" * 100)
+        else:
+            super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_mirror(tiny_mirror):
+    """Start an HTTP server for the tiny mirror; set `server.mode` to make it misbehave."""
+    folder, _ = tiny_mirror
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(MirrorHandler, directory=str(folder)))
+    server.mode = "serve"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port_url():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
+
+
+def fetch(project, md5s, mirrors, local_mirror=None):
+    params = {"fetch": {"mirrors": mirrors, "timeout": 1, "retries": 1, "files": md5s}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {"MNIST_MIRROR": str(local_mirror)} if local_mirror else {"MNIST_MIRROR": ""}
+    return run_stage("fetch", project, env=env, check=False)
+
+
+def assert_fetched(project, mirror_folder):
+    for name in MNIST_FILES.values():
+        assert (project / "data/raw" / name).read_bytes() == (mirror_folder / name).read_bytes()
+    assert sorted(p.name for p in (project / "data/raw").iterdir()) == sorted(MNIST_FILES.values())
+
+
+def test_from_local_mirror_environment_variable(tmp_path, tiny_mirror):
+    folder, md5s = tiny_mirror
+    result = fetch(tmp_path, md5s, [closed_port_url()], local_mirror=folder)
+    assert result.returncode == 0, result.stderr
+    assert_fetched(tmp_path, folder)
+
+
+def test_from_file_url_mirror_in_params(tmp_path, tiny_mirror):
+    folder, md5s = tiny_mirror
+    result = fetch(tmp_path, md5s, [folder.as_uri()])
+    assert result.returncode == 0, result.stderr
+    assert_fetched(tmp_path, folder)
+
+
+def test_downloads_over_http(tmp_path, http_mirror, tiny_mirror):
+    _, url = http_mirror
+    folder, md5s = tiny_mirror
+    result = fetch(tmp_path, md5s, [url])
+    assert result.returncode == 0, result.stderr
+    assert_fetched(tmp_path, folder)
+
+
+def test_corrupted_file_falls_through_to_next_source(tmp_path, tiny_mirror):
+    folder, md5s = tiny_mirror
+    corrupted = tmp_path / "corrupted"
+    corrupted.mkdir()
+    for name in MNIST_FILES.values():
+        (corrupted / name).write_bytes((folder / name).read_bytes())
+    (corrupted / TRAIN_IMAGES).write_bytes(b"not gzip at all")
+
+    project = tmp_path / "project"
+    project.mkdir()
+    result = fetch(project, md5s, [folder.as_uri()], local_mirror=corrupted)
+
+    assert result.returncode == 0, result.stderr
+    assert f"{TRAIN_IMAGES} from {folder.as_uri()}" in result.stdout
+    assert_fetched(project, folder)
+
+
+@pytest.mark.parametrize("mode", [404, 500, "stall", "close-midway"])
+def test_failing_http_mirror_falls_through(tmp_path, http_mirror, tiny_mirror, mode):
+    server, url = http_mirror
+    server.mode = mode
+    folder, md5s = tiny_mirror
+    project = tmp_path / "project"
+    project.mkdir()
+    result = fetch(project, md5s, [url, folder.as_uri()])
+    assert result.returncode == 0, result.stderr
+    assert_fetched(project, folder)
+
+
+def test_when_every_source_fails_one_line_names_file_and_each_failure(tmp_path, tiny_mirror):
+    folder, md5s = tiny_mirror
+    md5s[TRAIN_IMAGES] = "0" * 32  # no source can match: as if every mirror served wrong bytes
+    unreachable = closed_port_url()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+
+    result = fetch(project, md5s, [unreachable, folder.as_uri()], local_mirror=empty)
+
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert message.startswith(f"fetch: {TRAIN_IMAGES}: no source worked")
+    assert f"{empty}: no file {empty / TRAIN_IMAGES}" in message
+    assert f"{unreachable}: URLError: [Errno 111] Connection refused" in message
+    assert f"{folder.as_uri()}: content MD5 " in message and f"expected {'0' * 32}" in message
+    assert not (project / "data/raw" / TRAIN_IMAGES).exists()
+    assert not [p for p in (project / "data/raw").iterdir() if p.name.startswith(".")]

@@ -1,0 +1,69 @@
+import copy
+
+import pytest
+import yaml
+
+from stages import params
+from tests.conftest import project_params, run_stage
+
+
+@pytest.mark.parametrize("section", ["fetch", "preprocess", "train", "evaluate", "plot"])
+def test_committed_params_are_valid(section):
+    params.check_section(project_params(), section)
+
+
+def test_defaults_are_the_seed_recipe():
+    train = project_params()["train"]
+    assert (train["epochs"], train["batch_size"]) == (8, 100)
+    assert train["optimizer"] == {"name": "adadelta", "learning_rate": 1.0, "rho": 0.95, "epsilon": 1e-7}
+    assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
+    assert project_params()["plot"]["grid_size"] == 100
+
+
+BAD_PARAMS = [
+    ("train", ["epochs"], 0, "train.epochs: must be >= 1, got 0"),
+    ("train", ["epochs"], 2.5, "train.epochs: must be an integer, got 2.5"),
+    ("train", ["batch_size"], "100", "train.batch_size: must be an integer, got '100'"),
+    ("train", ["optimizer", "learning_rate"], 0, "train.optimizer: learning_rate must be > 0"),
+    ("train", ["optimizer", "name"], "adamw", "train.optimizer: name must be one of adadelta, adam"),
+    ("train", ["optimizer", "rh"], 0.9, "adadelta takes no argument 'rh' (did you mean rho?)"),
+    ("train", ["model", "dropout"], 1.0, "train.model.dropout: must be < 1, got 1.0"),
+    ("train", ["model", "activation"], "relux", "train.model.activation: must be one of"),
+    ("train", ["model", "kernel_size"], 15, "train.model.kernel_size: 15 leaves a 0x0 feature map"),
+    ("train", ["epoch"], 8, "train.epoch: unknown key (did you mean train.epochs?)"),
+    ("preprocess", ["train_limit"], -5, "preprocess.train_limit: must be >= 1, got -5"),
+    ("preprocess", ["validation_split"], 1.0, "preprocess.validation_split: must be < 1"),
+    ("fetch", ["mirrors"], [], "fetch.mirrors: must be a non-empty list"),
+    ("fetch", ["mirrors"], ["ftp://x/"], "fetch.mirrors: item 0: must be an http://"),
+    ("fetch", ["files", "t10k-labels-idx1-ubyte.gz"], "xyz", "fetch.files: t10k-labels-idx1-ubyte.gz: must be 32"),
+    ("plot", ["grid_size"], 50, "plot.grid_size: must be a square number"),
+    ("evaluate", ["batch_size"], None, "evaluate.batch_size: must be an integer, got None"),
+]
+
+
+@pytest.mark.parametrize("section, path, value, message", BAD_PARAMS, ids=lambda v: str(v)[:30])
+def test_bad_value_names_the_key(section, path, value, message):
+    bad = copy.deepcopy(project_params())
+    target = bad[section]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(params.ParamsError) as error:
+        params.check_section(bad, section)
+    assert message in str(error.value)
+
+
+def test_missing_key_is_named():
+    bad = copy.deepcopy(project_params())
+    del bad["train"]["seed"]
+    with pytest.raises(params.ParamsError, match=r"^train\.seed: missing$"):
+        params.check_section(bad, "train")
+
+
+def test_stage_exits_with_one_line_before_reading_data(tmp_path):
+    bad = copy.deepcopy(project_params())
+    bad["preprocess"]["train_limit"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    result = run_stage("preprocess", tmp_path, check=False)  # there is no data/ here at all
+    assert result.returncode == 1
+    assert result.stderr.strip() == "params.yaml: preprocess.train_limit: must be >= 1, got 0"
