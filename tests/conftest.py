@@ -95,6 +95,61 @@ def mnist_mirror(tmp_path):
     return folder, write_mirror(folder, train_count=2000, test_count=500)
 
 
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+
+def pipeline_env(mirror):
+    """The environment a user's shell has: the venv's `python` first, MNIST_MIRROR set."""
+    return {
+        **os.environ,
+        **GIT_IDENTITY,
+        "MNIST_MIRROR": str(mirror),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+
+
+def run(command, cwd, env):
+    """Run a command (a list; "dvc" runs this venv's DVC) and return its stdout; fail loudly."""
+    if command[0] == "dvc":
+        command = [sys.executable, "-m", "dvc", *command[1:]]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def stages_run(output):
+    """The stages that `dvc repro` output says it ran."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def set_params(project, **changes):
+    """Change params.yaml by dotted key, as `dvc exp run -S` would."""
+    path = Path(project) / "params.yaml"
+    values = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        target = values
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+
+
+def make_project(destination, mirror, md5s, **params):
+    """A fresh git repository holding the project with `params` changed; returns its env."""
+    copy_project(destination)
+    env = pipeline_env(mirror)
+    set_params(destination, **{"fetch.files": md5s, **params})
+    run(["git", "init", "-q"], destination, env)
+    run(["git", "add", "-A"], destination, env)
+    run(["git", "commit", "-qm", "project"], destination, env)
+    return env
+
+
 def copy_project(destination):
     """The files git would commit (tracked or not ignored), as a fresh clone would have them."""
     tracked = subprocess.run(
