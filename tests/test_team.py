@@ -1,12 +1,17 @@
 """Team workflows with the real DVC: experiments, comparisons, run cache and remotes.
 
-One module-wide history of two commits (a baseline and a variant with another training seed),
+One module-wide history of two commits (a baseline and a variant with a tiny learning rate),
 trained on a tiny synthetic slice, serves every test; each test works in its own clone.
 """
 
+import getpass
 import hashlib
 import json
+import shutil
+import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,6 +20,7 @@ from tests.conftest import make_project, run, set_params, stages_run, write_mirr
 
 pytestmark = pytest.mark.slow
 
+VARIANT_LEARNING_RATE = 0.01  # barely trains in one epoch: its accuracy surely differs
 TINY = {"train.epochs": 1, "evaluate.batch_size": 100, "plot.grid_size": 16}
 
 
@@ -27,11 +33,11 @@ def history(tmp_path_factory):
     env = make_project(project, root / "mirror", md5s, **TINY)
 
     revisions = []
-    for seed in (42, 7):
-        set_params(project, **{"train.seed": seed})
+    for learning_rate in (1.0, VARIANT_LEARNING_RATE):
+        set_params(project, **{"train.optimizer.learning_rate": learning_rate})
         run(["dvc", "repro"], project, env)
         run(["git", "add", "-A"], project, env)
-        run(["git", "commit", "-qm", f"train with seed {seed}"], project, env)
+        run(["git", "commit", "-qm", f"learning rate {learning_rate}"], project, env)
         revisions.append(run(["git", "rev-parse", "HEAD"], project, env).strip())
     return project, env, *revisions
 
@@ -62,7 +68,8 @@ def test_metrics_params_and_plots_diff_between_commits(history):
     assert "test.loss" in metrics["reports/metrics.json"]
 
     params = json.loads(run(["dvc", "params", "diff", baseline, variant, "--json"], project, env))
-    assert params["params.yaml"]["train.seed"] == {"old": 42, "new": 7}
+    changed = params["params.yaml"]["train.optimizer.learning_rate"]
+    assert (changed["old"], changed["new"]) == (1.0, VARIANT_LEARNING_RATE)
 
     plots = run(["dvc", "plots", "diff", baseline, variant, "--json"], project, env)
     for plot in ["reports/train/plots/metrics", "reports/eval/predictions.csv",
@@ -87,18 +94,24 @@ def test_push_then_fresh_clone_pulls_everything(history, tmp_path):
     assert stages_run(run(["dvc", "repro"], teammate, env)) == []
 
     assert file_md5(teammate / "data/model/model.keras") == locked_model_md5(teammate, variant, env)
+
+    # An older commit's data: `dvc pull` fetches it; back on main, `dvc checkout` suffices.
     run(["git", "checkout", "-q", baseline], teammate, env)
-    run(["dvc", "checkout"], teammate, env)
+    run(["dvc", "pull"], teammate, env)
     assert file_md5(teammate / "data/model/model.keras") == locked_model_md5(teammate, baseline, env)
-    assert locked_model_md5(teammate, baseline, env) != locked_model_md5(teammate, variant, env)
+    run(["git", "checkout", "-q", "-"], teammate, env)
+    run(["dvc", "checkout"], teammate, env)
+    assert file_md5(teammate / "data/model/model.keras") == locked_model_md5(teammate, variant, env)
     assert "Data and pipelines are up to date." in run(["dvc", "status"], teammate, env)
 
-    # Back to the variant's params in the baseline checkout: the pulled run cache has that run.
-    set_params(teammate, **{"train.seed": 7})
-    output = run(["dvc", "repro"], teammate, env)
+    # The baseline's params on main: the pulled run cache restores that training run, fetching
+    # its outputs from the remote, instead of training again.
+    set_params(teammate, **{"train.optimizer.learning_rate": 1.0})
+    run(["dvc", "gc", "--workspace", "--force"], teammate, env)  # the baseline's model is gone
+    output = run(["dvc", "repro", "--pull"], teammate, env)
     assert "Stage 'train' is cached - skipping run" in output
-    assert stages_run(output) == []
-    assert file_md5(teammate / "data/model/model.keras") == locked_model_md5(teammate, variant, env)
+    assert "train" not in stages_run(output)
+    assert file_md5(teammate / "data/model/model.keras") == locked_model_md5(teammate, baseline, env)
 
 
 def test_experiment_with_set_param_is_listed_with_its_metrics(history, tmp_path):
@@ -136,3 +149,81 @@ def test_queued_experiments_run_from_tracked_files(history, tmp_path):
         time.sleep(3)
     run(["dvc", "queue", "stop", "--kill"], workspace, env)
     assert status.count("Success") == 2, status + run(["dvc", "queue", "logs", "seed-1"], workspace, env)
+
+
+@pytest.fixture
+def ssh_server(tmp_path):
+    """A real OpenSSH server on 127.0.0.1 with throwaway keys; returns (url base, env changes)."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists():
+        pytest.skip("OpenSSH server not installed (.ci/run installs Debian's openssh-server)")
+    folder = tmp_path / "ssh"
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    folder.mkdir()
+    for key in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)],
+                       check=True)
+    shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (folder / "sshd_config").write_text(f"""\
+ListenAddress 127.0.0.1
+Port {port}
+HostKey {folder / "host_key"}
+AuthorizedKeysFile {folder / "authorized_keys"}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowUsers {getpass.getuser()}
+StrictModes no
+UsePAM no
+PidFile {folder / "sshd.pid"}
+Subsystem sftp internal-sftp
+""")
+    host_key = (folder / "host_key.pub").read_text().split()
+    # The client trusts this server's throwaway key only: a known_hosts in a home of its own.
+    (home / ".ssh/known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    server = subprocess.Popen([sshd, "-D", "-e", "-f", str(folder / "sshd_config")],
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"sshd did not start: {server.stderr.read()}")
+            time.sleep(0.1)
+    url = f"ssh://{getpass.getuser()}@127.0.0.1:{port}{tmp_path / 'ssh-remote'}"
+    yield url, folder / "user_key", {"HOME": str(home)}
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_push_and_pull_through_a_real_ssh_remote(history, ssh_server, tmp_path):
+    project, env, baseline, variant = history
+    url, key, env_changes = ssh_server
+    env = {**env, **env_changes}
+    sender = clone(history, tmp_path / "sender")
+    # The sender has the outputs already: check them out of the project's cache, no retraining.
+    run(["dvc", "cache", "dir", "--local", str(project / ".dvc/cache")], sender, env)
+    run(["dvc", "checkout"], sender, env)
+    for workspace in (sender,):
+        run(["dvc", "remote", "add", "--local", "-d", "ssh", url], workspace, env)
+        run(["dvc", "remote", "modify", "--local", "ssh", "keyfile", str(key)], workspace, env)
+    run(["dvc", "push"], sender, env)
+
+    teammate = clone(history, tmp_path / "teammate")
+    run(["dvc", "remote", "add", "--local", "-d", "ssh", url], teammate, env)
+    run(["dvc", "remote", "modify", "--local", "ssh", "keyfile", str(key)], teammate, env)
+    run(["dvc", "pull"], teammate, env)
+
+    assert file_md5(teammate / "data/model/model.keras") == locked_model_md5(teammate, variant, env)
+    assert (teammate / "data/prepared/test.npz").exists()
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], teammate, env)
+    assert stages_run(run(["dvc", "repro"], teammate, env)) == []
