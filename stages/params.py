@@ -21,6 +21,8 @@ OPTIMIZER_ARGUMENTS = {
     "sgd": {"learning_rate", "momentum"},
 }
 ACTIVATIONS = {"relu", "elu", "gelu", "selu", "silu", "tanh", "sigmoid"}
+PRECISIONS = {"float32", "mixed_bfloat16", "mixed_float16"}
+DISTRIBUTIONS = {"none", "mirrored"}
 
 
 class ParamsError(ValueError):
@@ -57,6 +59,10 @@ def _list_of(check, non_empty=True):
         return next((f"item {index}: {p}" for index, p in enumerate(problems) if p), None)
 
     return check_list
+
+
+def _boolean(value):
+    return None if isinstance(value, bool) else "must be true or false"
 
 
 def _url(value):
@@ -118,6 +124,9 @@ SCHEMA = {
         "seed": _number(0, integer=True),
         "epochs": POSITIVE_INT,
         "batch_size": POSITIVE_INT,
+        "precision": _one_of(PRECISIONS),
+        "xla": _boolean,
+        "distribute": _one_of(DISTRIBUTIONS),
         "optimizer": _optimizer,
         "model": {
             "conv_filters": _list_of(POSITIVE_INT, non_empty=False),

@@ -1,0 +1,53 @@
+"""Resume state for the train stage: the model after the last completed epoch, and its log.
+
+Kept in data/resume/, outside the stage's declared outputs, so DVC neither deletes it before a
+rerun nor treats the stage as `persist` (which would switch its run cache off). A fingerprint of
+the params, the data and the training code ties the state to one run: anything else discards it.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import keras
+
+from stages.atomic import atomic_path, write_json
+
+RESUME_DIR = Path("data/resume")
+STATE_FILE = RESUME_DIR / "state.json"
+FINGERPRINTED_CODE = ["stages/train.py", "stages/model.py", "stages/data.py"]
+
+
+def fingerprint(train_params, data_files):
+    digest = hashlib.sha256(json.dumps(train_params, sort_keys=True).encode())
+    for path in [*data_files, *FINGERPRINTED_CODE]:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def load(run_fingerprint):
+    """Return (model, per-epoch logs) saved by this same run, or None (discarding other state)."""
+    try:
+        state = json.loads(STATE_FILE.read_text())
+        if state["fingerprint"] == run_fingerprint:
+            return keras.models.load_model(RESUME_DIR / state["model"]), state["history"]
+    except (OSError, ValueError, KeyError):
+        pass
+    clear()
+    return None
+
+
+def save(model, history, run_fingerprint):
+    """Record a completed epoch: the model file first, then the state that names it."""
+    model_name = f"epoch-{len(history):03d}.keras"
+    with atomic_path(RESUME_DIR / model_name) as temporary:
+        model.save(temporary)
+    write_json(STATE_FILE, {"fingerprint": run_fingerprint, "model": model_name, "history": history})
+    for stale in RESUME_DIR.glob("epoch-*.keras"):
+        if stale.name != model_name:
+            stale.unlink()
+
+
+def clear():
+    shutil.rmtree(RESUME_DIR, ignore_errors=True)
