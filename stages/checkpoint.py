@@ -16,13 +16,13 @@ from stages.atomic import atomic_path, write_json
 
 RESUME_DIR = Path("data/resume")
 STATE_FILE = RESUME_DIR / "state.json"
-FINGERPRINTED_CODE = ["stages/train.py", "stages/model.py", "stages/data.py"]
+FINGERPRINTED_CODE = [Path(__file__).with_name(name) for name in ("train.py", "model.py", "data.py")]
 
 
 def fingerprint(train_params, data_files):
     digest = hashlib.sha256(json.dumps(train_params, sort_keys=True).encode())
-    for path in [*data_files, *FINGERPRINTED_CODE]:
-        digest.update(Path(path).read_bytes())
+    for path in [*map(Path, data_files), *FINGERPRINTED_CODE]:
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

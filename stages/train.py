@@ -125,7 +125,10 @@ def main():
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
     )
-    with distribution_strategy(train["distribute"]).scope():
+    strategy = distribution_strategy(train["distribute"])
+    if train["distribute"] != "none":
+        print(f"train: {train['distribute']} across {strategy.num_replicas_in_sync} replicas")
+    with strategy.scope():
         resumed = checkpoint.load(run_fingerprint)
         if resumed:
             model, history = resumed

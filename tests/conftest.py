@@ -91,13 +91,13 @@ def tiny_mirror(tmp_path):
     return folder, write_mirror(folder)
 
 
-@pytest.fixture
-def mnist_mirror(tmp_path):
+@pytest.fixture(scope="session")
+def mnist_mirror(tmp_path_factory):
     """(folder, md5 table) of real MNIST when shared/ is beside the checkout, else synthetic."""
     if SHARED_MNIST.is_dir():
         return SHARED_MNIST, project_params()["fetch"]["files"]
-    folder = tmp_path / "mirror"
-    return folder, write_mirror(folder, train_count=2000, test_count=500)
+    folder = tmp_path_factory.mktemp("mirror")
+    return folder, write_mirror(folder, train_count=3000, test_count=500)
 
 
 GIT_IDENTITY = {

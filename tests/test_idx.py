@@ -1,10 +1,12 @@
 import gzip
 
+import yaml
+
 import numpy as np
 import pytest
 
 from stages.idx import IdxError, read_images, read_labels, read_pair
-from tests.conftest import idx_bytes, synthetic_digits, write_gz
+from tests.conftest import idx_bytes, project_params, run_stage, synthetic_digits, write_gz, write_mirror
 
 
 @pytest.fixture
@@ -58,3 +60,16 @@ def test_image_and_label_counts_must_agree(tmp_path, digits):
     write_gz(tmp_path / "labels.gz", idx_bytes(labels[:-1], 2049))
     with pytest.raises(IdxError, match="11 labels for 12 images"):
         read_pair(tmp_path / "images.gz", tmp_path / "labels.gz")
+
+
+def test_preprocess_stage_names_the_malformed_file_and_writes_nothing(tmp_path):
+    write_mirror(tmp_path / "data/raw")
+    bad = tmp_path / "data/raw/t10k-labels-idx1-ubyte.gz"
+    write_gz(bad, idx_bytes(np.array([3, 12, 5]), 2049))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params()))
+
+    result = run_stage("preprocess", tmp_path, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"preprocess: data/raw/{bad.name}: label 12 out of range 0-9"
+    assert not (tmp_path / "data/prepared").exists()

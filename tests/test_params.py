@@ -38,6 +38,18 @@ BAD_PARAMS = [
     ("fetch", ["files", "t10k-labels-idx1-ubyte.gz"], "xyz", "fetch.files: t10k-labels-idx1-ubyte.gz: must be 32"),
     ("plot", ["grid_size"], 50, "plot.grid_size: must be a square number"),
     ("evaluate", ["batch_size"], None, "evaluate.batch_size: must be an integer, got None"),
+    ("train", ["precision"], "float16", "train.precision: must be one of float32, mixed_bfloat16"),
+    ("train", ["xla"], "yes", "train.xla: must be true or false, got 'yes'"),
+    ("train", ["distribute"], "multi", "train.distribute: must be one of mirrored, none"),
+    ("train", ["model", "conv_filters"], [32, 0], "train.model.conv_filters: item 1: must be >= 1"),
+    ("train", ["model", "dense_units"], 128, "train.model.dense_units: must be a list, got 128"),
+    ("train", ["model", "dropout"], -0.1, "train.model.dropout: must be >= 0, got -0.1"),
+    ("train", ["model", "pool_siz"], 2, "train.model.pool_siz: unknown key (did you mean train.model.pool_size?)"),
+    ("fetch", ["timeout"], 0, "fetch.timeout: must be > 0, got 0"),
+    ("fetch", ["retries"], -1, "fetch.retries: must be >= 0, got -1"),
+    ("fetch", ["mirror"], [], "fetch.mirror: unknown key (did you mean fetch.mirrors?)"),
+    ("plot", ["seed"], "zero", "plot.seed: must be an integer, got 'zero'"),
+    ("preprocess", ["train_limt"], 10, "preprocess.train_limt: unknown key (did you mean preprocess.train_limit?)"),
 ]
 
 
@@ -58,6 +70,13 @@ def test_missing_key_is_named():
     del bad["train"]["seed"]
     with pytest.raises(params.ParamsError, match=r"^train\.seed: missing$"):
         params.check_section(bad, "train")
+
+
+def test_unreadable_params_file_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("train: [unclosed\n")
+    result = run_stage("train", tmp_path, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("params.yaml: not valid YAML:")
 
 
 def test_stage_exits_with_one_line_before_reading_data(tmp_path):

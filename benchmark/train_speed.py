@@ -1,0 +1,131 @@
+"""Training speed side by side: the plain tutorial port against the pipeline's train stage.
+
+Both train on the same slice, batch size and epochs, in fresh processes, alternating; each
+reports its fit time (start-up excluded), test accuracy and peak memory. Needs data/raw/ (run
+`dvc repro fetch` first). Prints a table and writes it as JSON.
+
+    python benchmark/train_speed.py --train-limit 20000 --epochs 2 --repeats 3
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOP_PER_TRAINING_IMAGE = 130e6  # forward and backward pass of the seed CNN
+PEAK_RSS = "import resource, runpy, sys; sys.argv = ['x']; runpy.run_module('stages.train', run_name='__main__'); print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+
+
+def cpu_peak_gflops():
+    """An upper bound: 64 fp32 FLOP a cycle a core (two 512-bit FMA units, the most any x86 core
+    has), twice that in bf16 where the CPU has AVX512_BF16, at the clock /proc/cpuinfo reports."""
+    info = Path("/proc/cpuinfo").read_text()
+    ghz = max(float(mhz) for mhz in re.findall(r"cpu MHz\s*:\s*([\d.]+)", info)) / 1000
+    flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split())
+    fp32 = os.cpu_count() * ghz * 64
+    return {"fp32": fp32, "bf16": 2 * fp32 if "avx512_bf16" in flags else fp32}
+
+
+def run(command, cwd, env=None):
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def plain_tutorial(raw_dir, args):
+    output = run([sys.executable, ROOT / "benchmark/plain_tutorial.py", raw_dir,
+                  str(args.train_limit), str(args.epochs), str(args.batch_size)], ROOT)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def pipeline_stage(workdir):
+    output = run([sys.executable, "-c", PEAK_RSS], workdir)
+    run([sys.executable, "-m", "stages.evaluate"], workdir)
+    seconds = pd.read_csv(workdir / "reports/train/plots/metrics/train/epoch_seconds.tsv", sep="\t")
+    metrics = json.loads((workdir / "reports/metrics.json").read_text())
+    return {
+        "fit_seconds": float(seconds["epoch_seconds"].sum()),
+        "test_accuracy": metrics["test"]["accuracy"],
+        "peak_rss_mb": float(output.split("PEAK_RSS_MB")[-1]),
+    }
+
+
+def prepare_workdir(workdir, args):
+    """A project folder holding this checkout's params with the benchmark's slice."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["preprocess"].update(train_limit=args.train_limit, validation_split=0.0)
+    params["train"].update(epochs=args.epochs, batch_size=args.batch_size,
+                           precision=args.precision)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    (workdir / "data").mkdir()
+    os.symlink(ROOT / "data/raw", workdir / "data/raw")
+    run([sys.executable, "-m", "stages.preprocess"], workdir)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-limit", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default=yaml.safe_load(
+        (ROOT / "params.yaml").read_text())["train"]["precision"])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmark/train_speed.json")
+    args = parser.parse_args()
+    if not (ROOT / "data/raw").is_dir():
+        sys.exit("benchmark: no data/raw/; run `dvc repro fetch` first")
+
+    rows = []
+    workdir = Path(tempfile.mkdtemp(prefix="train-speed-"))
+    try:
+        prepare_workdir(workdir, args)
+        for repeat in range(args.repeats):
+            for name, measure in [("plain tutorial", lambda: plain_tutorial(ROOT / "data/raw", args)),
+                                  ("pipeline", lambda: pipeline_stage(workdir))]:
+                result = measure()
+                images = args.train_limit * args.epochs
+                rows.append({"script": name, "repeat": repeat, **result,
+                             "images_per_second": images / result["fit_seconds"]})
+                print(f"{name:15} repeat {repeat}: {rows[-1]['images_per_second']:7.0f} images/s, "
+                      f"test accuracy {result['test_accuracy']:.4f}", flush=True)
+    finally:
+        shutil.rmtree(workdir)
+
+    table = pd.DataFrame(rows).groupby("script").agg(
+        images_per_second=("images_per_second", "median"),
+        test_accuracy=("test_accuracy", "mean"),
+        peak_rss_mb=("peak_rss_mb", "max"),
+    )
+    peaks = cpu_peak_gflops()
+    table["gflops"] = table["images_per_second"] * FLOP_PER_TRAINING_IMAGE / 1e9
+    table["fraction_of_fp32_peak"] = table["gflops"] / peaks["fp32"]
+    table["fraction_of_bf16_peak"] = table["gflops"] / peaks["bf16"]
+    speedup = table.loc["pipeline", "images_per_second"] / table.loc["plain tutorial", "images_per_second"]
+
+    print(f"\n{args.train_limit} images x {args.epochs} epochs, batch {args.batch_size}, "
+          f"pipeline precision {args.precision}, median of {args.repeats} alternating runs")
+    print(table.round(3).to_string())
+    print(f"pipeline / plain: {speedup:.2f}x; CPU peak estimate {peaks['fp32']:.0f} GFLOP/s fp32, "
+          f"{peaks['bf16']:.0f} GFLOP/s bf16")
+    args.out.write_text(json.dumps({
+        "settings": {**vars(args), "out": str(args.out)},
+        "cpu_peak_gflops": peaks,
+        "speedup": speedup,
+        "runs": rows,
+        "summary": table.reset_index().to_dict(orient="records"),
+    }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
