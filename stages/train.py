@@ -82,9 +82,17 @@ def cpu_has_bfloat16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def precision_policy(requested, have_gpu):
+def gpu_has_bfloat16(gpus):
+    """bfloat16 tensor cores came with compute capability 8.0 (Ampere)."""
+    return all(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+               >= (8, 0) for gpu in gpus)
+
+
+def precision_policy(requested, gpus):
     """The requested policy where the hardware has it; float32 (with a note) where it has not."""
-    if have_gpu or requested == "float32" or (requested == "mixed_bfloat16" and cpu_has_bfloat16()):
+    if requested == "float32" or (requested == "mixed_float16" and gpus):
+        return requested
+    if requested == "mixed_bfloat16" and (gpu_has_bfloat16(gpus) if gpus else cpu_has_bfloat16()):
         return requested
     print(f"train: no {requested.removeprefix('mixed_')} hardware here; training in float32")
     return "float32"
@@ -116,9 +124,9 @@ def main():
     # Same params, same machine, same metrics: seeds Python, NumPy and TensorFlow at once.
     keras.utils.set_random_seed(train["seed"])
     tf.config.experimental.enable_op_determinism()
-    have_gpu = bool(tf.config.list_physical_devices("GPU"))
-    keras.mixed_precision.set_global_policy(precision_policy(train["precision"], have_gpu))
-    use_xla = train["xla"] and have_gpu
+    gpus = tf.config.list_physical_devices("GPU")
+    keras.mixed_precision.set_global_policy(precision_policy(train["precision"], gpus))
+    use_xla = train["xla"] and bool(gpus)
     if train["xla"] and not use_xla:
         print("train: xla ignored without a GPU (about 3x slower than oneDNN on CPUs)")
 

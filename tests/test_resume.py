@@ -19,20 +19,26 @@ SLICE = {"preprocess.train_limit": 3000, "train.epochs": 2, "plot.grid_size": 16
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, mnist_mirror):
-    """A project trained once without interruption; returns (path, env)."""
-    mirror, md5s = mnist_mirror
-    project = tmp_path_factory.mktemp("resume") / "reference"
-    env = make_project(project, mirror, md5s, **SLICE)
-    run(["dvc", "repro"], project, env)
+def prepared(tmp_path_factory, mnist_mirror):
+    """A project with its data fetched and prepared, never trained; returns (path, env)."""
+    project = tmp_path_factory.mktemp("resume") / "prepared"
+    env = make_project(project, *mnist_mirror, **SLICE)
+    run(["dvc", "repro", "preprocess"], project, env)
     return project, env
 
 
-def copy_of(reference, destination):
-    """A copy of the trained reference project, to train again."""
-    project, env = reference
+def copy_of(prepared, destination):
+    project, env = prepared
     shutil.copytree(project, destination, symlinks=True)
     return destination, env
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared, tmp_path_factory):
+    """The same project trained without interruption."""
+    project, env = copy_of(prepared, tmp_path_factory.mktemp("resume") / "uninterrupted")
+    run(["dvc", "repro"], project, env)
+    return project
 
 
 def train_log(project):
@@ -66,8 +72,10 @@ def interrupt_after_first_epoch(project, env, signum):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
                          ids=["SIGINT", "SIGTERM", "SIGKILL"])
-def test_killed_training_resumes_to_the_uninterrupted_result(reference, tmp_path, signum):
-    project, env = copy_of(reference, tmp_path / "project")
+def test_killed_training_resumes_to_the_uninterrupted_result(
+    prepared, uninterrupted, tmp_path, signum
+):
+    project, env = copy_of(prepared, tmp_path / "project")
 
     output = interrupt_after_first_epoch(project, env, signum)
     if signum != signal.SIGKILL:
@@ -80,15 +88,15 @@ def test_killed_training_resumes_to_the_uninterrupted_result(reference, tmp_path
 
     steps, losses = train_log(project)
     assert steps == [0, 1]
-    assert (steps, losses) == train_log(reference[0])
+    assert (steps, losses) == train_log(uninterrupted)
     resumed = json.loads((project / "reports/metrics.json").read_text())
-    uninterrupted = json.loads((reference[0] / "reports/metrics.json").read_text())
-    assert abs(resumed["test"]["accuracy"] - uninterrupted["test"]["accuracy"]) <= 0.002
-    assert resumed == uninterrupted  # resuming is exact: same batches, same dropout masks
+    expected = json.loads((uninterrupted / "reports/metrics.json").read_text())
+    assert abs(resumed["test"]["accuracy"] - expected["test"]["accuracy"]) <= 0.002
+    assert resumed == expected  # resuming is exact: same batches, same dropout masks
 
 
-def test_changed_params_discard_the_resume_state(reference, tmp_path):
-    project, env = copy_of(reference, tmp_path / "project")
+def test_changed_params_discard_the_resume_state(prepared, tmp_path):
+    project, env = copy_of(prepared, tmp_path / "project")
     interrupt_after_first_epoch(project, env, signal.SIGTERM)
 
     set_params(project, **{"train.optimizer.learning_rate": 0.5})
@@ -98,10 +106,10 @@ def test_changed_params_discard_the_resume_state(reference, tmp_path):
     assert train_log(project)[0] == [0, 1]
 
 
-def test_same_params_give_identical_metrics(reference, tmp_path):
-    project, env = copy_of(reference, tmp_path / "project")
-    run(["dvc", "repro", "--force", "--downstream", "train"], project, env)
+def test_same_params_give_identical_metrics(prepared, uninterrupted, tmp_path):
+    project, env = copy_of(prepared, tmp_path / "project")
+    run(["dvc", "repro", "--no-run-cache"], project, env)
     for metrics in ["reports/metrics.json", "reports/eval/per_class.csv",
                     "reports/train/plots/metrics/train/loss.tsv",
                     "reports/train/plots/metrics/train/accuracy.tsv"]:
-        assert (project / metrics).read_bytes() == (reference[0] / metrics).read_bytes(), metrics
+        assert (project / metrics).read_bytes() == (uninterrupted / metrics).read_bytes(), metrics
