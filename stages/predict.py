@@ -1,0 +1,131 @@
+"""Classify your own handwritten digits with the trained model.
+
+    python -m stages.predict [--model PATH] [--json] [--save-preprocessed DIR] IMAGE_OR_FOLDER...
+
+Each image is prepared the way MNIST's digits were made: the ink cropped to its bounding box,
+scaled with anti-aliasing to fit a 20x20 box (aspect ratio kept), and placed in a 28x28 field
+with its centre of mass at the centre. Dark ink on light paper or light on dark, grayscale, RGB
+or RGBA with a transparent background: all become MNIST's light ink on black.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MODEL_PATH = Path("data/model/model.keras")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are paper texture or noise
+MNIST_CENTRE = 14.0  # where MNIST's digits have their centre of mass (row and column, measured)
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into a digit."""
+
+
+def ink_map(image):
+    """Ink strength in [0, 1] for each pixel, whatever the file's colours and background."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
+        if alpha.min() < 255:  # a transparent background: the ink is what is opaque
+            return alpha / 255
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = np.median(border)
+    # Paper is whatever the border mostly is; ink is how far a pixel is from it.
+    ink = background - gray if background > 127 else gray - background
+    return np.clip(ink / max(ink.max(), 1e-6), 0, 1)
+
+
+def mnist_like(image):
+    """A 28x28 float32 array in [0, 1], light ink on black, centred by its centre of mass."""
+    ink = ink_map(image)
+    rows, columns = np.nonzero(ink >= INK_THRESHOLD)
+    if rows.size == 0:
+        raise ImageError("no ink found (a blank image?)")
+    cropped = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    scale = 20 / max(cropped.shape)
+    size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
+    digit = Image.fromarray((cropped * 255).astype(np.uint8)).resize(size, Image.LANCZOS)
+    digit = np.asarray(digit, dtype=np.float32) / 255
+
+    total = digit.sum()
+    row_centre = (digit.sum(axis=1) * np.arange(digit.shape[0])).sum() / total
+    column_centre = (digit.sum(axis=0) * np.arange(digit.shape[1])).sum() / total
+    top = int(np.clip(round(MNIST_CENTRE - row_centre), 0, 28 - digit.shape[0]))
+    left = int(np.clip(round(MNIST_CENTRE - column_centre), 0, 28 - digit.shape[1]))
+    field = np.zeros((28, 28), dtype=np.float32)
+    field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return field
+
+
+def image_files(paths):
+    """The files named, with each folder replaced by the images in it (sorted)."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def load_digit(path):
+    try:
+        with Image.open(path) as image:
+            return mnist_like(ImageOps.exif_transpose(image))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ImageError(f"not a readable image ({getattr(error, 'strerror', None) or error})") from None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Classify handwritten digit images.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    parser.add_argument("--model", type=Path, default=MODEL_PATH)
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+                        help="write the 28x28 image the model saw, for each input")
+    args = parser.parse_args(argv)
+    if not args.model.is_file():
+        sys.exit(f"predict: no model at {args.model} (run `dvc repro train` or pass --model)")
+
+    digits, files, failed = [], [], 0
+    for path in image_files(args.images):
+        try:
+            digits.append(load_digit(path))
+            files.append(path)
+        except ImageError as error:
+            print(f"predict: {path}: {error}", file=sys.stderr)
+            failed += 1
+
+    results = []
+    if digits:
+        import keras  # only once there is something to classify: TensorFlow takes seconds
+
+        model = keras.models.load_model(args.model)
+        probabilities = model.predict(np.stack(digits)[..., None], verbose=0)
+        for path, digit, scores in zip(files, digits, probabilities):
+            top3 = np.argsort(scores)[::-1][:3]
+            results.append({
+                "file": str(path),
+                "digit": int(top3[0]),
+                "probability": round(float(scores[top3[0]]), 4),
+                "top3": [{"digit": int(d), "probability": round(float(scores[d]), 4)} for d in top3],
+            })
+            if args.save_preprocessed:
+                args.save_preprocessed.mkdir(parents=True, exist_ok=True)
+                Image.fromarray((digit * 255).astype(np.uint8)).save(
+                    args.save_preprocessed / f"{path.name}.png")
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            others = ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in result["top3"])
+            print(f"{result['file']}: {result['digit']} ({result['probability']:.3f}; top 3: {others})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""stages.predict on MNIST digits turned into the images people draw and photograph."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages.data import model_inputs
+from tests.conftest import ROOT, SHARED_MNIST, make_project, run
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs real MNIST digits in shared/"),
+]
+DIGITS = 150
+
+
+def user_like(digit, variant, rng):
+    """One MNIST digit as a user's file: scaled up, off-centre, in one of five styles."""
+    scale = int(rng.integers(7, 13))
+    ink = Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.BICUBIC)
+    canvas_size = (28 * scale + int(rng.integers(40, 160)), 28 * scale + int(rng.integers(40, 160)))
+    offset = (int(rng.integers(0, canvas_size[0] - 28 * scale)),
+              int(rng.integers(0, canvas_size[1] - 28 * scale)))
+    light_on_dark = Image.new("L", canvas_size, 0)
+    light_on_dark.paste(ink, offset)
+    dark_on_light = Image.eval(light_on_dark, lambda value: 255 - value)
+    if variant == 0:
+        return dark_on_light, "png"
+    if variant == 1:
+        return light_on_dark.convert("RGB"), "jpg"
+    if variant == 2:
+        drawing = Image.new("RGBA", canvas_size, (20, 20, 120, 0))  # blue ink, transparent paper
+        drawing.putalpha(light_on_dark)
+        return drawing, "png"
+    if variant == 3:
+        return dark_on_light.convert("RGB"), "jpg"
+    return dark_on_light, "bmp"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_mirror):
+    project = tmp_path_factory.mktemp("predict") / "project"
+    env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 6000, "train.epochs": 2})
+    run(["dvc", "repro", "train"], project, env)
+    return project
+
+
+def predict(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "stages.predict", *map(str, args)], cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+
+
+def test_user_images_get_the_predictions_of_the_original_digits(trained, tmp_path):
+    with np.load(trained / "data/prepared/test.npz") as test:
+        digits, labels = test["images"][:DIGITS], test["labels"][:DIGITS]
+    model = keras.models.load_model(trained / "data/model/model.keras")
+    expected = model.predict(model_inputs(digits, labels)[0], verbose=0).argmax(axis=1)
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "drawings"
+    folder.mkdir()
+    for index, digit in enumerate(digits):
+        image, suffix = user_like(digit, index % 5, rng)
+        image.save(folder / f"digit-{index:03d}.{suffix}")
+
+    result = predict("--json", "--save-preprocessed", tmp_path / "seen", folder, cwd=trained)
+
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert len(predictions) == DIGITS
+    by_index = {int(p["file"].split("digit-")[1][:3]): p for p in predictions}
+    agreement = np.mean([by_index[i]["digit"] == expected[i] for i in range(DIGITS)])
+    assert agreement >= 0.97, f"agreement {agreement:.3f}"
+    first = predictions[0]
+    assert [t["digit"] for t in first["top3"]][0] == first["digit"]
+    assert first["probability"] == first["top3"][0]["probability"] >= first["top3"][1]["probability"]
+    seen = np.asarray(Image.open(tmp_path / "seen" / "digit-000.png.png"))
+    assert seen.shape == (28, 28) and seen.max() > 200 and seen[0].max() == 0
+
+
+def test_bad_inputs_are_named_and_the_rest_classified(trained, tmp_path):
+    Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    good = Image.new("L", (200, 200), 255)
+    good.paste(0, (90, 40, 110, 160))  # a dark vertical stroke: a one
+    good.save(tmp_path / "one.png")
+
+    result = predict(tmp_path / "blank.png", tmp_path / "notes.png", tmp_path / "missing.png",
+                     tmp_path / "one.png", cwd=trained)
+
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("predict:")]
+    assert len(errors) == 3
+    assert errors[0] == f"predict: {tmp_path / 'blank.png'}: no ink found (a blank image?)"
+    assert errors[1].startswith(f"predict: {tmp_path / 'notes.png'}: not a readable image")
+    assert errors[2].startswith(f"predict: {tmp_path / 'missing.png'}: not a readable image")
+    assert result.stdout.startswith(f"{tmp_path / 'one.png'}: 1 (")
+
+
+def test_missing_model_is_one_line(tmp_path):
+    Image.new("L", (20, 20), 0).save(tmp_path / "digit.png")
+    result = predict("--model", tmp_path / "none.keras", tmp_path / "digit.png", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"predict: no model at {tmp_path / 'none.keras'} (run `dvc repro train` or pass --model)"
