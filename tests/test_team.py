@@ -83,6 +83,14 @@ def test_push_then_fresh_clone_pulls_everything(history, tmp_path):
     run(["dvc", "remote", "add", "--local", "-d", "storage", str(remote)], project, env)
     run(["dvc", "push", "--all-commits", "--run-cache"], project, env)
 
+    # The model registry: a version registered with GTO is downloadable by name.
+    run(["gto", "register", "mnist-cnn", variant, "--version", "v1.0.0"], project, env)
+    config = tmp_path / "remote.cfg"
+    config.write_text(f"[core]\n    remote = storage\n['remote \"storage\"']\n    url = {remote}\n")
+    run(["dvc", "artifacts", "get", str(project), "mnist-cnn", "--rev", "v1.0.0",
+         "-o", str(tmp_path / "registered.keras"), "--config", str(config)], tmp_path, env)
+    assert file_md5(tmp_path / "registered.keras") == locked_model_md5(project, variant, env)
+
     teammate = clone(history, tmp_path / "teammate")
     run(["dvc", "remote", "add", "--local", "-d", "storage", str(remote)], teammate, env)
     run(["dvc", "pull", "--run-cache"], teammate, env)
