@@ -128,7 +128,7 @@ def main():
     keras.mixed_precision.set_global_policy(precision_policy(train["precision"], gpus))
     use_xla = train["xla"] and bool(gpus)
     if train["xla"] and not use_xla:
-        print("train: xla ignored without a GPU (about 3x slower than oneDNN on CPUs)")
+        print("train: xla ignored without a GPU (on CPUs it measured no faster than oneDNN)")
 
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
