@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 PREPARED_DIR = Path("data/prepared")
 NUM_CLASSES = 10
@@ -20,28 +19,6 @@ def model_inputs(images, labels):
     """The recipe's preprocessing: (N, 28, 28, 1) float32 in [0, 1], labels one-hot."""
     scaled = images.reshape(-1, 28, 28, 1).astype("float32") / 255
     return scaled, np.eye(NUM_CLASSES, dtype="float32")[labels]
-
-
-def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
-    """Batches for epochs first_epoch..epochs-1, each epoch in an order fixed by (seed, epoch).
-
-    The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
-    uninterrupted one. Arrays are model inputs already (see model_inputs).
-    """
-    images, labels = tf.constant(images), tf.constant(labels)
-
-    def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(len(labels)), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
-        )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
-    return (
-        tf.data.Dataset.range(first_epoch, epochs)
-        .flat_map(epoch_batches)
-        .map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
 
 
 def confusion_counts(predictions):

@@ -18,7 +18,7 @@ from dvclive.utils import standardize_metric_name
 
 from stages import checkpoint, params
 from stages.atomic import atomic_path
-from stages.data import PREPARED_DIR, load_split, model_inputs, training_batches
+from stages.data import PREPARED_DIR, load_split, model_inputs
 from stages.model import build_model, build_optimizer
 
 MODEL_PATH = Path("data/model/model.keras")
@@ -67,6 +67,28 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.history.append({name: float(value) for name, value in logs.items()})
         checkpoint.save(self.model, self.history, self.run_fingerprint)
+
+
+def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
+    """Batches for epochs first_epoch..epochs-1, each epoch in an order fixed by (seed, epoch).
+
+    The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
+    uninterrupted one. Arrays are model inputs already (see model_inputs).
+    """
+    images, labels = tf.constant(images), tf.constant(labels)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(labels)), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    return (
+        tf.data.Dataset.range(first_epoch, epochs)
+        .flat_map(epoch_batches)
+        .map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def raise_keyboard_interrupt(signum, frame):
