@@ -1,12 +1,22 @@
-"""The prepared arrays, the recipe's scaling and one-hot encoding, and confusion counts."""
+"""Where the prepared arrays and the model live, the arrays' format (written by preprocess,
+read by the later stages), the recipe's scaling and one-hot encoding, and confusion counts."""
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from stages.atomic import atomic_path
+
 PREPARED_DIR = Path("data/prepared")
+MODEL_PATH = Path("data/model/model.keras")
 NUM_CLASSES = 10
+
+
+def save_split(name, images, labels):
+    """Write one split as compact uint8 arrays, whole or not at all."""
+    with atomic_path(PREPARED_DIR / f"{name}.npz") as temporary:
+        np.savez_compressed(temporary, images=images, labels=labels)
 
 
 def load_split(name):

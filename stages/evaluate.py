@@ -12,9 +12,8 @@ import pandas as pd
 
 from stages import params
 from stages.atomic import atomic_path, write_json
-from stages.data import confusion_counts, load_split, model_inputs
+from stages.data import MODEL_PATH, confusion_counts, load_split, model_inputs
 
-MODEL_PATH = Path("data/model/model.keras")
 METRICS_PATH = Path("reports/metrics.json")
 EVAL_DIR = Path("reports/eval")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MODEL_PATH = Path("data/model/model.keras")
+from stages.data import MODEL_PATH
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are paper texture or noise
 MNIST_CENTRE = 14.0  # where MNIST's digits have their centre of mass (row and column, measured)

@@ -9,17 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from stages import params
-from stages.atomic import atomic_path
+from stages.data import save_split
 from stages.idx import IdxError, read_pair
 
 RAW_DIR = Path("data/raw")
-PREPARED_DIR = Path("data/prepared")
-
-
-def save_split(name, images, labels):
-    with atomic_path(PREPARED_DIR / f"{name}.npz") as temporary:
-        np.savez_compressed(temporary, images=images, labels=labels)
-    print(f"preprocess: {name}: {len(images)} images")
 
 
 def main():
@@ -41,9 +34,14 @@ def main():
     validation_count = round(len(train_images) * preprocess["validation_split"])
     validation, train = np.sort(order[:validation_count]), np.sort(order[validation_count:])
 
-    save_split("train", train_images[train], train_labels[train])
-    save_split("validation", train_images[validation], train_labels[validation])
-    save_split("test", test_images, test_labels)
+    splits = {
+        "train": (train_images[train], train_labels[train]),
+        "validation": (train_images[validation], train_labels[validation]),
+        "test": (test_images, test_labels),
+    }
+    for name, (images, labels) in splits.items():
+        save_split(name, images, labels)
+        print(f"preprocess: {name}: {len(images)} images")
 
 
 if __name__ == "__main__":

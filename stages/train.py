@@ -18,10 +18,9 @@ from dvclive.utils import standardize_metric_name
 
 from stages import checkpoint, params
 from stages.atomic import atomic_path
-from stages.data import PREPARED_DIR, load_split, model_inputs
+from stages.data import MODEL_PATH, PREPARED_DIR, load_split, model_inputs
 from stages.model import build_model, build_optimizer
 
-MODEL_PATH = Path("data/model/model.keras")
 LIVE_DIR = Path("reports/train")
 
 
