@@ -49,10 +49,13 @@ def plain_tutorial(raw_dir, args):
     return json.loads(output.strip().splitlines()[-1])
 
 
-def pipeline_stage(workdir):
+def pipeline_stage(workdir, precision):
     output = run([sys.executable, "-c", PEAK_RSS], workdir)
     run([sys.executable, "-m", "stages.evaluate"], workdir)
-    seconds = pd.read_csv(workdir / "reports/train/plots/metrics/train/epoch_seconds.tsv", sep="\t")
+    record = json.loads((workdir / "reports/training/metrics.json").read_text())["run"]
+    if record["precision"]["used"] != precision:  # a fallback would time another setting
+        sys.exit(f"pipeline trained in {record['precision']['used']}, not {precision}")
+    seconds = pd.read_csv(workdir / "reports/training/plots/metrics/train/epoch_seconds.tsv", sep="\t")
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
     return {
         "fit_seconds": float(seconds["epoch_seconds"].sum()),
@@ -92,7 +95,7 @@ def main():
         prepare_workdir(workdir, args)
         for repeat in range(args.repeats):
             for name, measure in [("plain tutorial", lambda: plain_tutorial(ROOT / "data/raw", args)),
-                                  ("pipeline", lambda: pipeline_stage(workdir))]:
+                                  ("pipeline", lambda: pipeline_stage(workdir, args.precision))]:
                 result = measure()
                 images = args.train_limit * args.epochs
                 rows.append({"script": name, "repeat": repeat, **result,

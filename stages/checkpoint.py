@@ -16,7 +16,8 @@ from stages.atomic import atomic_path, write_json
 
 RESUME_DIR = Path("data/resume")
 STATE_FILE = RESUME_DIR / "state.json"
-FINGERPRINTED_CODE = [Path(__file__).with_name(name) for name in ("train.py", "model.py", "data.py")]
+FINGERPRINTED_CODE = [Path(__file__).with_name(name)
+                      for name in ("train.py", "model.py", "data.py", "provenance.py")]
 
 
 def fingerprint(train_params, data_files):

@@ -1,5 +1,6 @@
-"""Where the prepared arrays and the model live, the arrays' format (written by preprocess,
-read by the later stages), the recipe's scaling and one-hot encoding, and confusion counts."""
+"""Where the prepared arrays, the model and the training log live, the arrays' format (written
+by preprocess, read by the later stages), the recipe's scaling and one-hot encoding, and
+confusion counts."""
 
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from stages.atomic import atomic_path
 
 PREPARED_DIR = Path("data/prepared")
 MODEL_PATH = Path("data/model/model.keras")
+TRAIN_LOG_DIR = Path("data/train_log")  # DVCLive's folder: metrics.json and plots/metrics/
 NUM_CLASSES = 10
 
 

@@ -1,9 +1,11 @@
 """Stage evaluate: the recipe's test and training-set scores, plus where the model goes wrong.
 
 Writes reports/metrics.json (headline metrics) and reports/eval/: predictions.csv (one row a
-test image, DVC's confusion-matrix source), per_class.csv and misclassified.csv.
+test image, DVC's confusion-matrix source), per_class.csv and misclassified.csv. Publishes the
+train stage's log to reports/training/ (see publish_training_log).
 """
 
+import shutil
 from pathlib import Path
 
 import keras
@@ -11,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from stages import params
-from stages.atomic import atomic_path, write_json
-from stages.data import MODEL_PATH, confusion_counts, load_split, model_inputs
+from stages.atomic import atomic_dir, atomic_path, write_json
+from stages.data import MODEL_PATH, TRAIN_LOG_DIR, confusion_counts, load_split, model_inputs
 
 METRICS_PATH = Path("reports/metrics.json")
 EVAL_DIR = Path("reports/eval")
+TRAINING_DIR = Path("reports/training")
 
 
 def score(model, images, labels, batch_size):
@@ -43,6 +46,19 @@ def per_class_scores(predictions):
 def write_csv(frame, path, **options):
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, **options)
+
+
+def publish_training_log():
+    """Copy train's DVCLive log (last epoch, speed, run record; per-epoch curves) into git.
+
+    Train keeps its own copy DVC-cached: `dvc push --run-cache` carries cached outputs only, so a
+    git-tracked output of train would stop a teammate's restore of it. This copy is git-tracked,
+    so a clone without the cache or remote still shows, diffs and plots the whole run.
+    """
+    with atomic_path(TRAINING_DIR / "metrics.json") as temporary:
+        shutil.copyfile(TRAIN_LOG_DIR / "metrics.json", temporary)
+    with atomic_dir(TRAINING_DIR / "plots/metrics") as temporary:
+        shutil.copytree(TRAIN_LOG_DIR / "plots/metrics", temporary, dirs_exist_ok=True)
 
 
 def main():
@@ -77,6 +93,7 @@ def main():
         "test_misclassified": len(misclassified),
     }
     write_json(METRICS_PATH, metrics)
+    publish_training_log()
     print(f"evaluate: test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}; "
           f"train accuracy {train_accuracy:.4f}, loss {train_loss:.4f}")
 

@@ -15,7 +15,7 @@ from stages import params
 from stages.atomic import atomic_path
 from stages.data import NUM_CLASSES, confusion_counts, load_split
 
-TRAIN_CURVES_DIR = Path("reports/train/plots/metrics")
+TRAIN_CURVES_DIR = Path("reports/training/plots/metrics")
 PREDICTIONS_PATH = Path("reports/eval/predictions.csv")
 FIGURES_DIR = Path("reports/figures")
 

@@ -1,6 +1,8 @@
 """Stage train: fit the CNN on the prepared images, logging every epoch with DVCLive.
 
-Writes data/model/model.keras and reports/train/ (per-epoch TSVs and the last epoch's metrics).
+Writes data/model/model.keras and data/train_log/ (DVCLive: per-epoch TSVs, the last epoch's
+metrics, and in params.yaml the record of what really ran). Both are DVC-cached, so a teammate's
+`dvc pull --run-cache` restores a run; the evaluate stage publishes the log to git.
 After each epoch the model is saved to data/resume/, so a killed run resumes where it stopped.
 """
 
@@ -8,7 +10,6 @@ import math
 import signal
 import sys
 import time
-from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -16,12 +17,10 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
-from stages import checkpoint, params
+from stages import checkpoint, params, provenance
 from stages.atomic import atomic_path
-from stages.data import MODEL_PATH, PREPARED_DIR, load_split, model_inputs
+from stages.data import MODEL_PATH, PREPARED_DIR, TRAIN_LOG_DIR, load_split, model_inputs
 from stages.model import build_model, build_optimizer
-
-LIVE_DIR = Path("reports/train")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -90,33 +89,31 @@ def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
     )
 
 
-def raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class StopRequested(Exception):
+    """Raised at a batch boundary once SIGINT or SIGTERM has arrived."""
 
 
-def cpu_has_bfloat16():
-    """True where this CPU computes in bfloat16 natively (AVX512_BF16 or AMX); Linux only."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGINT and SIGTERM into a stop at the next batch boundary.
 
+    The handlers are installed whatever the parent left: a process started in the background by
+    a non-interactive shell inherits SIGINT ignored, so Python installs no KeyboardInterrupt and
+    Ctrl-C-by-signal went unnoticed (the run finished and exited 0). The handler only records the
+    signal: an exception raised from inside a handler can land in a destructor and be swallowed.
+    """
 
-def gpu_has_bfloat16(gpus):
-    """bfloat16 tensor cores came with compute capability 8.0 (Ampere)."""
-    return all(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-               >= (8, 0) for gpu in gpus)
+    def __init__(self):
+        super().__init__()
+        self.received = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.record)
 
+    def record(self, signum, frame):
+        self.received = signum
 
-def precision_policy(requested, gpus):
-    """The requested policy where the hardware has it; float32 (with a note) where it has not."""
-    if requested == "float32" or (requested == "mixed_float16" and gpus):
-        return requested
-    if requested == "mixed_bfloat16" and (gpu_has_bfloat16(gpus) if gpus else cpu_has_bfloat16()):
-        return requested
-    print(f"train: no {requested.removeprefix('mixed_')} hardware here; training in float32")
-    return "float32"
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received:
+            raise StopRequested
 
 
 def distribution_strategy(name):
@@ -125,6 +122,15 @@ def distribution_strategy(name):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     return tf.distribute.get_strategy()
+
+
+def log_record(live, record, prefix):
+    """Log a nested record as summary-only DVCLive metrics, so `dvc exp show` lists them."""
+    for key, value in record.items():
+        if isinstance(value, dict):
+            log_record(live, value, f"{prefix}/{key}")
+        else:
+            live.log_metric(f"{prefix}/{key}", value, plot=False)
 
 
 def replay(live, history):
@@ -137,19 +143,21 @@ def replay(live, history):
 
 def main():
     train = params.load("train")
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    stop = StopOnSignal()
     train_images, train_labels = model_inputs(*load_split("train"))
     validation_images, validation_labels = model_inputs(*load_split("validation"))
     validation_data = (validation_images, validation_labels) if len(validation_images) else None
 
     # Same params, same machine, same metrics: seeds Python, NumPy and TensorFlow at once.
     keras.utils.set_random_seed(train["seed"])
-    tf.config.experimental.enable_op_determinism()
-    gpus = tf.config.list_physical_devices("GPU")
-    keras.mixed_precision.set_global_policy(precision_policy(train["precision"], gpus))
-    use_xla = train["xla"] and bool(gpus)
-    if train["xla"] and not use_xla:
-        print("train: xla ignored without a GPU (on CPUs it measured no faster than oneDNN)")
+    # Keras switches XLA off under op determinism, so XLA costs the bit-exact reruns.
+    if train["xla"]:
+        print("train: xla on, so TensorFlow op determinism is off (reruns may differ slightly)")
+    else:
+        tf.config.experimental.enable_op_determinism()
+    gpus = provenance.gpus()
+    precision = provenance.precision_policy(train["precision"], gpus)
+    keras.mixed_precision.set_global_policy(precision)
 
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
@@ -169,16 +177,29 @@ def main():
                 loss="categorical_crossentropy",
                 optimizer=build_optimizer(train["optimizer"]),
                 metrics=["accuracy"],
-                jit_compile=use_xla,
             )
+        # Set after loading too: a resumed model would otherwise keep the compile-time choice.
+        model.jit_compile = train["xla"]
     model.summary()
+    if train["xla"] and not model.jit_compile:
+        print("train: Keras cannot compile this model with XLA; recorded as xla.used: false")
+    run_record = {
+        "precision": {"requested": train["precision"], "used": precision},
+        "xla": {"requested": train["xla"], "used": bool(model.jit_compile)},
+        "op_determinism": not train["xla"],
+        "distribute": {"requested": train["distribute"],
+                       "replicas": strategy.num_replicas_in_sync},
+        "device": provenance.device(gpus),
+        "versions": provenance.versions(),
+    }
 
     first_epoch = len(history)
     batches = training_batches(
         train_images, train_labels, train["batch_size"], train["seed"], first_epoch, train["epochs"]
     )
     # dvcyaml=False keeps dvc.yaml ours; save_dvc_exp=False leaves experiments to `dvc exp run`.
-    with Live(str(LIVE_DIR), dvcyaml=False, save_dvc_exp=False) as live:
+    with Live(str(TRAIN_LOG_DIR), dvcyaml=False, save_dvc_exp=False) as live:
+        log_record(live, run_record, "run")
         replay(live, history)
         try:
             model.fit(
@@ -189,16 +210,19 @@ def main():
                 steps_per_epoch=math.ceil(len(train_images) / train["batch_size"]),
                 validation_data=validation_data,
                 callbacks=[
+                    stop,
                     EpochSeeds(train["seed"]),
                     EpochTimer(len(train_images)),
                     Checkpoint(history, run_fingerprint),
                     DVCLiveCallback(live=live),
                 ],
             )
-        except KeyboardInterrupt:
-            print(f"\ntrain: interrupted after {len(history)} of {train['epochs']} epochs; "
-                  f"`dvc repro` resumes from there ({checkpoint.RESUME_DIR})", file=sys.stderr)
-            sys.exit(130)
+        except StopRequested:
+            pass
+    if stop.received:
+        print(f"\ntrain: interrupted after {len(history)} of {train['epochs']} epochs; "
+              f"`dvc repro` resumes from there ({checkpoint.RESUME_DIR})", file=sys.stderr)
+        sys.exit(128 + stop.received)
 
     with atomic_path(MODEL_PATH) as temporary:
         model.save(temporary)

@@ -117,13 +117,17 @@ def pipeline_env(mirror):
     }
 
 
-def run(command, cwd, env):
-    """Run a command (a list; "dvc" runs this venv's DVC) and return its stdout; fail loudly."""
+def run_capturing(command, cwd, env):
+    """Run a command (a list; "dvc" runs this venv's DVC); fail loudly; return (stdout, stderr)."""
     if command[0] == "dvc":
         command = [sys.executable, "-m", "dvc", *command[1:]]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    return result.stdout, result.stderr
+
+
+def run(command, cwd, env):
+    return run_capturing(command, cwd, env)[0]
 
 
 def stages_run(output):

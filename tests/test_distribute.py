@@ -21,8 +21,8 @@ runpy.run_module("stages.train", run_name="__main__")
 def trained(project, env, command):
     output = run(command, project, env)
     run([sys.executable, "-m", "stages.evaluate"], project, env)
-    log = pd.read_csv(project / "reports/train/plots/metrics/train/accuracy.tsv", sep="\t")
-    losses = pd.read_csv(project / "reports/train/plots/metrics/train/loss.tsv", sep="\t")
+    log = pd.read_csv(project / "reports/training/plots/metrics/train/accuracy.tsv", sep="\t")
+    losses = pd.read_csv(project / "reports/training/plots/metrics/train/loss.tsv", sep="\t")
     metrics = json.loads((project / "reports/metrics.json").read_text())
     return output, log["accuracy"].tolist(), losses["loss"].tolist(), metrics
 
@@ -39,6 +39,8 @@ def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
         project, env, [sys.executable, "-c", TRAIN_ON_TWO_CPU_DEVICES])
 
     assert "train: mirrored across 2 replicas" in output
+    run_record = json.loads((project / "reports/training/metrics.json").read_text())["run"]
+    assert run_record["distribute"] == {"requested": "mirrored", "replicas": 2}
     # Keras 3 has summed per-replica metrics before: accuracies above 1, losses doubled.
     assert all(0 < value <= 1 for value in accuracy)
     assert abs(loss[-1] - single_loss[-1]) < 0.3 * single_loss[-1]

@@ -29,14 +29,3 @@ def test_default_optimizer_is_keras_2_adadelta():
     assert float(optimizer.learning_rate) == 1.0
     assert (optimizer.rho, optimizer.epsilon) == (0.95, 1e-7)
 
-
-def test_precision_falls_back_to_float32_without_the_hardware(monkeypatch, capsys):
-    from stages import train
-
-    monkeypatch.setattr(train, "cpu_has_bfloat16", lambda: False)
-    assert train.precision_policy("mixed_bfloat16", gpus=[]) == "float32"
-    assert train.precision_policy("mixed_float16", gpus=[]) == "float32"
-    assert "no bfloat16 hardware here; training in float32" in capsys.readouterr().out
-    monkeypatch.setattr(train, "cpu_has_bfloat16", lambda: True)
-    assert train.precision_policy("mixed_bfloat16", gpus=[]) == "mixed_bfloat16"
-    assert train.precision_policy("float32", gpus=[]) == "float32"

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project, run, set_params, stages_run
+from tests.conftest import make_project, run, run_capturing, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -17,14 +17,15 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     project = tmp_path / "project"
     env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 2000, "train.epochs": 1})
 
-    first = run(["dvc", "repro"], project, env)
+    first, log = run_capturing(["dvc", "repro"], project, env)
     assert stages_run(first) == ["fetch", "preprocess", "train", "evaluate", "plot"]
+    assert "Compiled cluster using XLA" not in first + log
 
     assert len(list((project / "data/raw").glob("*.gz"))) == 4
     assert sorted(p.name for p in (project / "data/prepared").iterdir()) == [
         "test.npz", "train.npz", "validation.npz"]
     assert (project / "data/model/model.keras").stat().st_size > 3_000_000
-    losses = pd.read_csv(project / "reports/train/plots/metrics/train/loss.tsv", sep="\t")
+    losses = pd.read_csv(project / "reports/training/plots/metrics/train/loss.tsv", sep="\t")
     assert list(losses["step"]) == [0]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert 0.3 < metrics["test"]["accuracy"] <= 1 and metrics["test"]["loss"] > 0
@@ -37,7 +38,11 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     per_class = pd.read_csv(project / "reports/eval/per_class.csv")
     assert list(per_class["digit"]) == list(range(10)) and per_class["support"].sum() == len(predictions)
     assert sorted(p.name for p in (project / "reports/figures").iterdir()) == FIGURES
-    assert run(["dvc", "metrics", "show", "--json"], project, env).count("accuracy") >= 2
+    training = json.loads((project / "reports/training/metrics.json").read_text())
+    assert training["step"] == 0 and training["train"]["images_per_second"] > 0
+    assert training["run"]["op_determinism"] is True
+    assert training["run"]["xla"] == {"requested": False, "used": False}
+    assert run(["dvc", "metrics", "show", "--json"], project, env).count("accuracy") >= 3
 
     second = run(["dvc", "repro"], project, env)
     assert stages_run(second) == [] and "Data and pipelines are up to date." in second
@@ -51,3 +56,17 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     run(["dvc", "plots", "show", "--out", "plots_page"], project, env)
     page = (project / "plots_page/index.html").read_text()
     assert "confusion" in page.lower() and "training_curves.png" in page
+
+
+def test_xla_compiles_and_the_run_records_what_it_gave_up(tmp_path, tiny_mirror):
+    project = tmp_path / "project"
+    env = make_project(project, *tiny_mirror, **{"train.epochs": 1, "train.xla": True})
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # TensorFlow's own word that XLA compiled the step
+
+    output, log = run_capturing(["dvc", "repro", "evaluate"], project, env)
+
+    assert "Compiled cluster using XLA" in output + log
+    assert "op determinism is off" in output
+    run_record = json.loads((project / "reports/training/metrics.json").read_text())["run"]
+    assert run_record["xla"] == {"requested": True, "used": True}
+    assert run_record["op_determinism"] is False

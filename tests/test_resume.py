@@ -42,21 +42,30 @@ def uninterrupted(prepared, tmp_path_factory):
 
 
 def train_log(project):
-    log = pd.read_csv(project / "reports/train/plots/metrics/train/loss.tsv", sep="\t")
+    log = pd.read_csv(project / "reports/training/plots/metrics/train/loss.tsv", sep="\t")
     return log["step"].tolist(), log["loss"].tolist()
 
 
-def start_repro(project, env):
-    """`dvc repro` in its own process group, as a terminal runs it."""
+def ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_repro(project, env, sigint_ignored):
+    """`dvc repro` in its own process group, as a terminal runs it.
+
+    With sigint_ignored it starts as a background job of a non-interactive shell does (CI
+    runners, `nohup`, `cmd &` in a script): SIGINT ignored, so Python installs no handler for it.
+    """
     return subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro", "--force", "--single-item", "train"],
         cwd=project, env=env, start_new_session=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
 
-def interrupt_after_first_epoch(project, env, signum):
-    process = start_repro(project, env)
+def interrupt_after_first_epoch(project, env, signum, sigint_ignored=False):
+    process = start_repro(project, env, sigint_ignored)
     state = project / "data/resume/state.json"
     deadline = time.monotonic() + 300
     while not state.exists():
@@ -70,14 +79,18 @@ def interrupt_after_first_epoch(project, env, signum):
     return output
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
-                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize(
+    ("signum", "sigint_ignored"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False),
+     (signal.SIGKILL, False)],
+    ids=["SIGINT", "SIGINT-inherited-ignored", "SIGTERM", "SIGKILL"],
+)
 def test_killed_training_resumes_to_the_uninterrupted_result(
-    prepared, uninterrupted, tmp_path, signum
+    prepared, uninterrupted, tmp_path, signum, sigint_ignored
 ):
     project, env = copy_of(prepared, tmp_path / "project")
 
-    output = interrupt_after_first_epoch(project, env, signum)
+    output = interrupt_after_first_epoch(project, env, signum, sigint_ignored)
     if signum != signal.SIGKILL:
         assert "train: interrupted after 1 of 2 epochs; `dvc repro` resumes from there" in output
 
@@ -110,6 +123,6 @@ def test_same_params_give_identical_metrics(prepared, uninterrupted, tmp_path):
     project, env = copy_of(prepared, tmp_path / "project")
     run(["dvc", "repro", "--no-run-cache"], project, env)
     for metrics in ["reports/metrics.json", "reports/eval/per_class.csv",
-                    "reports/train/plots/metrics/train/loss.tsv",
-                    "reports/train/plots/metrics/train/accuracy.tsv"]:
+                    "reports/training/plots/metrics/train/loss.tsv",
+                    "reports/training/plots/metrics/train/accuracy.tsv"]:
         assert (project / metrics).read_bytes() == (uninterrupted / metrics).read_bytes(), metrics

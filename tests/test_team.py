@@ -1,7 +1,9 @@
-"""Team workflows with the real DVC: experiments, comparisons, run cache and remotes.
+"""Team workflows with the real DVC: experiments, sweeps, comparisons, run cache and remotes.
 
 One module-wide history of two commits (a baseline and a variant with a tiny learning rate),
-trained on a tiny synthetic slice, serves every test; each test works in its own clone.
+trained on a tiny synthetic slice, serves every test; each test works in its own clone. One
+module-wide sweep (a 2x2 grid of experiments queued on "machine A") serves the sweep and
+sharing tests.
 """
 
 import getpass
@@ -16,7 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import make_project, run, set_params, stages_run, write_mirror
+from tests.conftest import (
+    make_project, run, run_capturing, set_params, stages_run, write_mirror,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +76,7 @@ def test_metrics_params_and_plots_diff_between_commits(history):
     assert (changed["old"], changed["new"]) == (1.0, VARIANT_LEARNING_RATE)
 
     plots = run(["dvc", "plots", "diff", baseline, variant, "--json"], project, env)
-    for plot in ["reports/train/plots/metrics", "reports/eval/predictions.csv",
+    for plot in ["reports/training/plots/metrics", "reports/eval/predictions.csv",
                  "reports/figures/confusion_matrix.png", "reports/figures/test_predictions.png"]:
         assert plot in plots
 
@@ -140,23 +144,137 @@ def test_experiment_with_set_param_is_listed_with_its_metrics(history, tmp_path)
     assert "accuracy" in data["metrics"]["reports/metrics.json"]["data"]["test"]
 
 
-def test_queued_experiments_run_from_tracked_files(history, tmp_path):
+def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_path):
+    project, env, baseline, variant = history
+    reader = clone(history, tmp_path / "reader")  # as from a Git host: no DVC cache, no remote
+    assert not (reader / ".dvc/cache").exists()
+
+    shown, warnings = run_capturing(["dvc", "metrics", "show", "--json"], reader, env)
+    assert warnings == ""
+    metrics = json.loads(shown)["workspace"]["data"]
+    assert set(metrics["reports/metrics.json"]["data"]) >= {"test", "train", "test_macro_f1"}
+    training = metrics["reports/training/metrics.json"]["data"]
+    assert set(training["train"]) == {"loss", "accuracy", "epoch_seconds", "images_per_second"}
+    assert training["run"]["precision"]["used"] in {"float32", "mixed_bfloat16"}
+    assert training["run"]["device"]["type"] == "CPU" and training["run"]["device"]["name"]
+
+    diff, warnings = run_capturing(["dvc", "metrics", "diff", baseline, "--json"], reader, env)
+    assert warnings == ""
+    changed = json.loads(diff)["reports/training/metrics.json"]
+    assert {"train.loss", "train.accuracy", "train.epoch_seconds"} <= set(changed)
+
+    drawn_from_data = ["reports/training/plots/metrics/train/loss.tsv",
+                       "reports/training/plots/metrics/train/accuracy.tsv",
+                       "reports/training/plots/metrics/train/epoch_seconds.tsv",
+                       "reports/eval/predictions.csv", "reports/eval/per_class.csv"]
+    for command, revisions in ((["dvc", "plots", "show", "--json"], {"workspace"}),
+                               (["dvc", "plots", "diff", baseline, "--json"],
+                                {baseline, "workspace"})):
+        shown, warnings = run_capturing(command, reader, env)
+        assert warnings == "", command
+        plots = json.loads(shown)
+        assert not plots.get("errors"), plots["errors"]
+        for name in drawn_from_data:
+            rows = plots["data"][name][0]["content"]["data"]["values"]
+            assert {row["rev"] for row in rows} == revisions, (command, name)
+        assert "reports/figures/confusion_matrix.png" in plots["data"]
+
+
+GRID = ["-S", "train.seed=range(1,3)", "-S", "train.optimizer.learning_rate=0.5,1.0"]
+
+
+@pytest.fixture(scope="module")
+def sweep(history, tmp_path_factory):
+    """Machine A: a clone of a shared bare Git remote, with a DVC remote, that ran a 2x2 grid.
+
+    Returns (bare git remote, DVC remote, machine A's clone, env).
+    """
     project, env, *_ = history
-    workspace = clone(history, tmp_path / "queue")
+    root = tmp_path_factory.mktemp("sweep")
+    origin, storage = root / "origin.git", root / "storage"
+    run(["git", "clone", "-q", "--bare", str(project), str(origin)], root, env)
+    machine_a = root / "machine-a"
+    run(["git", "clone", "-q", str(origin), str(machine_a)], root, env)
+    run(["dvc", "remote", "add", "--local", "-d", "storage", str(storage)], machine_a, env)
 
-    for seed in (1, 2):
-        run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-n", f"seed-{seed}"],
-            workspace, env)
-    run(["dvc", "queue", "start", "--jobs", "1"], workspace, env)
-
+    run(["dvc", "exp", "run", "--queue", *GRID], machine_a, env)
+    run(["dvc", "queue", "start", "--jobs", "1"], machine_a, env)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], workspace, env)
+        status = run(["dvc", "queue", "status"], machine_a, env)
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(3)
-    run(["dvc", "queue", "stop", "--kill"], workspace, env)
-    assert status.count("Success") == 2, status + run(["dvc", "queue", "logs", "seed-1"], workspace, env)
+    run(["dvc", "queue", "stop", "--kill"], machine_a, env)
+    assert status.count("Success") == 4, status
+    return origin, storage, machine_a, env
+
+
+def experiments(workspace, env, *options):
+    """{name: (params, metrics)} of every experiment `dvc exp show` lists."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json", *options], workspace, env))
+    found = {}
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            data = experiment["revs"][0]["data"]
+            found[experiment["name"]] = (
+                data["params"]["params.yaml"]["data"],
+                {path: metrics["data"] for path, metrics in data["metrics"].items()},
+            )
+    return found
+
+
+def test_queued_grid_sweep_gives_one_experiment_a_combination(sweep):
+    _, _, machine_a, env = sweep
+    found = experiments(machine_a, env)
+    grid = {(params["train"]["seed"], params["train"]["optimizer"]["learning_rate"])
+            for params, _ in found.values()}
+    assert grid == {(1, 0.5), (1, 1.0), (2, 0.5), (2, 1.0)}
+    for _, metrics in found.values():
+        assert 0 < metrics["reports/metrics.json"]["test"]["accuracy"] <= 1
+        assert metrics["reports/training/metrics.json"]["train"]["epoch_seconds"] > 0
+
+    table = run(["dvc", "exp", "show", "--csv", "--sort-by",
+                 "reports/metrics.json:test.accuracy", "--sort-order", "desc"], machine_a, env)
+    header, *rows = table.splitlines()
+    column = header.split(",").index("test.accuracy")
+    accuracies = [float(row.split(",")[column]) for row in rows if row.split(",")[column]]
+    assert len(accuracies) >= 4 and accuracies == sorted(accuracies, reverse=True)
+
+
+def test_experiments_travel_between_machines_through_git_and_dvc_remotes(sweep, tmp_path):
+    origin, storage, machine_a, env = sweep
+    run(["dvc", "exp", "push", "origin", "--all-commits"], machine_a, env)
+
+    machine_b = tmp_path / "machine-b"
+    run(["git", "clone", "-q", str(origin), str(machine_b)], tmp_path, env)
+    run(["dvc", "remote", "add", "--local", "-d", "storage", str(storage)], machine_b, env)
+    listed = run(["dvc", "exp", "list", "origin", "--name-only"], machine_b, env).split()
+    names = experiments(machine_a, env)
+    assert sorted(listed) == sorted(names)
+
+    chosen = listed[0]
+    run(["dvc", "exp", "pull", "origin", chosen], machine_b, env)
+    pulled = experiments(machine_b, env)
+    assert set(pulled) == {chosen}
+    assert pulled[chosen] == names[chosen]  # same params, same metrics
+
+    run(["dvc", "exp", "apply", chosen], machine_b, env)
+    run(["dvc", "pull"], machine_b, env)
+    assert file_md5(machine_b / "data/model/model.keras") == next(
+        out["md5"] for out in yaml.safe_load((machine_b / "dvc.lock").read_text())
+        ["stages"]["train"]["outs"] if out["path"] == "data/model/model.keras")
+    assert stages_run(run(["dvc", "repro"], machine_b, env)) == []
+
+    # Another of A's runs, asked for again on B: the pulled run cache restores it, no training.
+    other = next(name for name in names if name != chosen)
+    params = names[other][0]["train"]
+    output = run(["dvc", "exp", "run", "--pull",
+                  "-S", f"train.seed={params['seed']}",
+                  "-S", f"train.optimizer.learning_rate={params['optimizer']['learning_rate']}"],
+                 machine_b, env)
+    assert "Stage 'train' is cached - skipping run" in output
+    assert "train" not in stages_run(output)
 
 
 @pytest.fixture
