@@ -27,11 +27,19 @@ def main():
     except IdxError as error:
         raise SystemExit(f"preprocess: {error}") from None
 
-    train_images = train_images[: preprocess["train_limit"]]
-    train_labels = train_labels[: preprocess["train_limit"]]
+    limit, split = preprocess["train_limit"], preprocess["validation_split"]
+    # A value the data cannot honour is refused, not quietly clipped to what there is.
+    if limit is not None and limit > len(train_images):
+        raise SystemExit(f"preprocess: preprocess.train_limit: {limit} is more than the "
+                         f"{len(train_images)} training images in {RAW_DIR}")
+    train_images, train_labels = train_images[:limit], train_labels[:limit]
+    validation_count = round(len(train_images) * split)
+    if split and not 0 < validation_count < len(train_images):
+        raise SystemExit(f"preprocess: preprocess.validation_split: {split} of "
+                         f"{len(train_images)} images holds out {validation_count}, "
+                         f"leaving {len(train_images) - validation_count} to train on")
 
     order = np.random.default_rng(preprocess["seed"]).permutation(len(train_images))
-    validation_count = round(len(train_images) * preprocess["validation_split"])
     validation, train = np.sort(order[:validation_count]), np.sort(order[validation_count:])
 
     splits = {

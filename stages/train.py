@@ -1,8 +1,8 @@
 """Stage train: fit the CNN on the prepared images, logging every epoch with DVCLive.
 
-Writes data/model/model.keras and data/train_log/ (DVCLive: per-epoch TSVs, the last epoch's
-metrics, and in params.yaml the record of what really ran). Both are DVC-cached, so a teammate's
-`dvc pull --run-cache` restores a run; the evaluate stage publishes the log to git.
+Writes data/model/model.keras and data/train_log/ (DVCLive: per-epoch TSVs, and metrics.json
+with the last epoch and, under `run`, the record of what really ran). Both are DVC-cached, so a
+teammate's `dvc pull --run-cache` restores a run; the evaluate stage publishes the log to git.
 After each epoch the model is saved to data/resume/, so a killed run resumes where it stopped.
 """
 
@@ -97,9 +97,10 @@ class StopOnSignal(keras.callbacks.Callback):
     """Turns SIGINT and SIGTERM into a stop at the next batch boundary.
 
     The handlers are installed whatever the parent left: a process started in the background by
-    a non-interactive shell inherits SIGINT ignored, so Python installs no KeyboardInterrupt and
-    Ctrl-C-by-signal went unnoticed (the run finished and exited 0). The handler only records the
-    signal: an exception raised from inside a handler can land in a destructor and be swallowed.
+    a non-interactive shell inherits SIGINT ignored, so Python installs no KeyboardInterrupt
+    handler, and a SIGINT sent to the run went unnoticed (it finished and exited 0). The handler
+    only records the signal: an exception raised inside a handler can land in a destructor,
+    which swallows it.
     """
 
     def __init__(self):

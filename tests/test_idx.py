@@ -73,3 +73,24 @@ def test_preprocess_stage_names_the_malformed_file_and_writes_nothing(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == f"preprocess: data/raw/{bad.name}: label 12 out of range 0-9"
     assert not (tmp_path / "data/prepared").exists()
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"train_limit": 301},
+     "preprocess: preprocess.train_limit: 301 is more than the 300 training images in data/raw"),
+    ({"validation_split": 0.001},
+     "preprocess: preprocess.validation_split: 0.001 of 300 images holds out 0, "
+     "leaving 300 to train on"),
+    ({"train_limit": 2, "validation_split": 0.9},
+     "preprocess: preprocess.validation_split: 0.9 of 2 images holds out 2, leaving 0 to train on"),
+])
+def test_preprocess_refuses_a_slice_the_data_cannot_give(tmp_path, changes, message):
+    write_mirror(tmp_path / "data/raw")  # 300 training images
+    params = project_params()
+    params["preprocess"].update(changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    result = run_stage("preprocess", tmp_path, check=False)
+
+    assert result.returncode == 1 and result.stderr.strip() == message
+    assert not (tmp_path / "data/prepared").exists()
