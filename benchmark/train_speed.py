@@ -4,7 +4,7 @@ Both train on the same slice, batch size and epochs, in fresh processes, alterna
 reports its fit time (start-up excluded), test accuracy and peak memory. Needs data/raw/ (run
 `dvc repro fetch` first). Prints a table and writes it as JSON.
 
-    python benchmark/train_speed.py --train-limit 20000 --epochs 2 --repeats 3
+    python benchmark/train_speed.py --train-limit 20000 --epochs 2 --repeats 3 [--xla]
 """
 
 import argparse
@@ -49,13 +49,17 @@ def plain_tutorial(raw_dir, args):
     return json.loads(output.strip().splitlines()[-1])
 
 
-def pipeline_stage(workdir, precision):
+def pipeline_stage(workdir, args):
     output = run([sys.executable, "-c", PEAK_RSS], workdir)
     run([sys.executable, "-m", "stages.evaluate"], workdir)
     record = json.loads((workdir / "reports/training/metrics.json").read_text())["run"]
-    if record["precision"]["used"] != precision:  # a fallback would time another setting
-        sys.exit(f"pipeline trained in {record['precision']['used']}, not {precision}")
-    seconds = pd.read_csv(workdir / "reports/training/plots/metrics/train/epoch_seconds.tsv", sep="\t")
+    # A fallback would time another setting than the one the table names.
+    if record["precision"]["used"] != args.precision:
+        sys.exit(f"pipeline trained in {record['precision']['used']}, not {args.precision}")
+    if record["xla"]["used"] != args.xla:
+        sys.exit(f"pipeline ran with xla.used {record['xla']['used']}, not {args.xla}")
+    seconds = pd.read_csv(workdir / "reports/training/plots/metrics/train/epoch_seconds.tsv",
+                          sep="\t")
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
     return {
         "fit_seconds": float(seconds["epoch_seconds"].sum()),
@@ -69,7 +73,7 @@ def prepare_workdir(workdir, args):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["preprocess"].update(train_limit=args.train_limit, validation_split=0.0)
     params["train"].update(epochs=args.epochs, batch_size=args.batch_size,
-                           precision=args.precision)
+                           precision=args.precision, xla=args.xla)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     (workdir / "data").mkdir()
     os.symlink(ROOT / "data/raw", workdir / "data/raw")
@@ -84,6 +88,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default=yaml.safe_load(
         (ROOT / "params.yaml").read_text())["train"]["precision"])
+    parser.add_argument("--xla", action="store_true", help="the pipeline with train.xla: true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmark/train_speed.json")
     args = parser.parse_args()
     if not (ROOT / "data/raw").is_dir():
@@ -95,7 +100,7 @@ def main():
         prepare_workdir(workdir, args)
         for repeat in range(args.repeats):
             for name, measure in [("plain tutorial", lambda: plain_tutorial(ROOT / "data/raw", args)),
-                                  ("pipeline", lambda: pipeline_stage(workdir, args.precision))]:
+                                  ("pipeline", lambda: pipeline_stage(workdir, args))]:
                 result = measure()
                 images = args.train_limit * args.epochs
                 rows.append({"script": name, "repeat": repeat, **result,
@@ -120,7 +125,8 @@ def main():
     speedup = table.loc["pipeline", "images_per_second"] / table.loc["plain tutorial", "images_per_second"]
 
     print(f"\n{args.train_limit} images x {args.epochs} epochs, batch {args.batch_size}, "
-          f"pipeline precision {args.precision}, median of {args.repeats} alternating runs")
+          f"pipeline precision {args.precision}, xla {args.xla}, "
+          f"median of {args.repeats} alternating runs")
     print(table.round(3).to_string())
     print(f"pipeline / plain: {speedup:.2f}x; CPU peak estimate {peaks['fp32']:.0f} GFLOP/s fp32, "
           f"{peaks['bf16']:.0f} GFLOP/s bf16")
