@@ -114,6 +114,7 @@ def pipeline_env(mirror):
         "MNIST_MIRROR": str(mirror),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "0",  # TensorFlow's INFO lines: tests look for XLA's among them
     }
 
 

@@ -55,8 +55,11 @@ def clone(history, destination):
 
 
 def locked_model_md5(repository, revision, env):
-    lock = yaml.safe_load(run(["git", "show", f"{revision}:dvc.lock"], repository, env))
-    outs = lock["stages"]["train"]["outs"]
+    return model_md5_in(run(["git", "show", f"{revision}:dvc.lock"], repository, env))
+
+
+def model_md5_in(lock_text):
+    outs = yaml.safe_load(lock_text)["stages"]["train"]["outs"]
     return next(out["md5"] for out in outs if out["path"] == "data/model/model.keras")
 
 
@@ -147,7 +150,7 @@ def test_experiment_with_set_param_is_listed_with_its_metrics(history, tmp_path)
 
 
 def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_path):
-    project, env, baseline, variant = history
+    _, env, baseline, _ = history
     reader = clone(history, tmp_path / "reader")  # as from a Git host: no DVC cache, no remote
     assert not (reader / ".dvc/cache").exists()
 
@@ -212,9 +215,9 @@ def sweep(history, tmp_path_factory):
     return origin, storage, machine_a, env
 
 
-def experiments(workspace, env, *options):
+def experiments(workspace, env):
     """{name: (params, metrics)} of every experiment `dvc exp show` lists."""
-    shown = json.loads(run(["dvc", "exp", "show", "--json", *options], workspace, env))
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], workspace, env))
     found = {}
     for commit in shown:
         for experiment in commit.get("experiments") or []:
@@ -262,9 +265,8 @@ def test_experiments_travel_between_machines_through_git_and_dvc_remotes(sweep, 
 
     run(["dvc", "exp", "apply", chosen], machine_b, env)
     run(["dvc", "pull"], machine_b, env)
-    assert file_md5(machine_b / "data/model/model.keras") == next(
-        out["md5"] for out in yaml.safe_load((machine_b / "dvc.lock").read_text())
-        ["stages"]["train"]["outs"] if out["path"] == "data/model/model.keras")
+    assert file_md5(machine_b / "data/model/model.keras") == model_md5_in(
+        (machine_b / "dvc.lock").read_text())
     assert stages_run(run(["dvc", "repro"], machine_b, env)) == []
 
     # Another of A's runs, asked for again on B: the pulled run cache restores it, no training.
