@@ -5,29 +5,70 @@ import keras
 from stages.data import NUM_CLASSES
 
 
-def build_model(model):
-    """Convolutions, max-pooling, dense layers with dropout, softmax: the seed CNN by default."""
-    layers = [keras.Input(shape=(28, 28, 1))]
-    for filters in model["conv_filters"]:
-        layers.append(
-            keras.layers.Conv2D(filters, model["kernel_size"], activation=model["activation"])
-        )
-    layers += [
-        keras.layers.MaxPooling2D(model["pool_size"]),
-        keras.layers.Flatten(),
-        keras.layers.Dropout(model["dropout"]),
-    ]
+def augmentation_layers(augment):
+    """Random rotations, shifts and zooms: Keras layers that act in training only, so the saved
+    model predicts on plain images. Empty space is filled black, as around a handwritten digit."""
+    # float32 whatever the precision policy: pixel resampling in bfloat16 loses grey levels.
+    options = {"fill_mode": "constant", "dtype": "float32"}
+    layers = []
+    if augment["rotation"]:
+        layers.append(keras.layers.RandomRotation(augment["rotation"] / 360, **options))
+    if augment["shift"]:
+        layers.append(keras.layers.RandomTranslation(augment["shift"], augment["shift"], **options))
+    if augment["zoom"]:
+        layers.append(keras.layers.RandomZoom(augment["zoom"], **options))
+    return layers
+
+
+def with_activation(layer_class, arguments, batch_norm, activation):
+    """A convolution or dense layer and its activation, with batch normalization between them
+    when asked (the layer then needs no bias: normalization subtracts it)."""
+    if not batch_norm:
+        return [layer_class(**arguments, activation=activation)]
+    return [layer_class(**arguments, use_bias=False), keras.layers.BatchNormalization(),
+            keras.layers.Activation(activation)]
+
+
+def feature_layers(conv_stack, batch_norm, activation):
+    layers = []
+    for item in conv_stack:
+        if "max_pool" in item:
+            layers.append(keras.layers.MaxPooling2D(item["max_pool"]))
+        elif "dropout" in item:
+            layers.append(keras.layers.Dropout(item["dropout"]))
+        else:
+            layers += with_activation(keras.layers.Conv2D, item, batch_norm, activation)
+    return layers
+
+
+def build_model(train):
+    """Augmentation, the convolution stack, dense layers with dropout, softmax: the seed CNN with
+    the defaults of params.yaml."""
+    model = train["model"]
+    layers = [keras.Input(shape=(28, 28, 1)), *augmentation_layers(train["augment"])]
+    layers += feature_layers(model["conv_stack"], model["batch_norm"], model["activation"])
+    layers += [keras.layers.Flatten(), keras.layers.Dropout(model["dropout"])]
     for units in model["dense_units"]:
-        layers += [
-            keras.layers.Dense(units, activation=model["activation"]),
-            keras.layers.Dropout(model["dropout"]),
-        ]
+        layers += with_activation(
+            keras.layers.Dense, {"units": units}, model["batch_norm"], model["activation"]
+        )
+        layers.append(keras.layers.Dropout(model["dropout"]))
     # float32 probabilities whatever the precision policy: mixed-precision softmax loses accuracy.
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"))
     return keras.Sequential(layers, name="mnist_cnn")
 
 
-def build_optimizer(optimizer):
-    """A Keras optimizer from {name: ..., argument: value, ...}."""
+def build_optimizer(train, steps_per_epoch):
+    """A Keras optimizer from {name: ..., argument: value, ...}, its learning rate multiplied by
+    train.lr_decay after every epoch. The schedule lives in the optimizer, so it is saved with
+    the model and a resumed run continues it."""
+    optimizer = dict(train["optimizer"])
+    if train["lr_decay"] != 1:
+        optimizer["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(
+            optimizer.get("learning_rate", 0.001),  # Keras' default for every optimizer here
+            decay_steps=steps_per_epoch,
+            decay_rate=train["lr_decay"],
+            staircase=True,
+        )
     arguments = {key: value for key, value in optimizer.items() if key != "name"}
     return keras.optimizers.get({"class_name": optimizer["name"], "config": arguments})

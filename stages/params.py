@@ -100,6 +100,36 @@ def _optimizer(value):
 
 
 POSITIVE_INT = _number(1, integer=True)
+DROPOUT_RATE = _number(0, 1, below_maximum=True)
+CONVOLUTION = {
+    "filters": POSITIVE_INT,
+    "kernel_size": POSITIVE_INT,
+    "strides": POSITIVE_INT,
+    "padding": _one_of({"valid", "same"}),
+}
+REQUIRED_CONVOLUTION_KEYS = ("filters", "kernel_size")
+
+
+def _conv_stack_item(item):
+    """A convolution (Keras Conv2D's own argument names), {max_pool: size} or {dropout: rate}."""
+    if not isinstance(item, dict):
+        return "must be a mapping: a convolution {filters, kernel_size, strides, padding}, " \
+               "{max_pool: size} or {dropout: rate}"
+    if "max_pool" in item or "dropout" in item:
+        (key, value), *others = item.items()
+        if others or key not in ("max_pool", "dropout"):
+            return f"{key} must be alone in its item"
+        problem = (POSITIVE_INT if key == "max_pool" else DROPOUT_RATE)(value)
+        return f"{key} {problem}" if problem else None
+    for key, value in item.items():
+        if key not in CONVOLUTION:
+            return f"unknown key {key!r}" + _suggestion(
+                str(key), [*CONVOLUTION, "max_pool", "dropout"], prefix=""
+            )
+        if problem := CONVOLUTION[key](value):
+            return f"{key} {problem}"
+    missing = [key for key in REQUIRED_CONVOLUTION_KEYS if key not in item]
+    return f"a convolution needs {' and '.join(missing)}" if missing else None
 
 
 def _square(value):
@@ -128,12 +158,17 @@ SCHEMA = {
         "xla": _boolean,
         "distribute": _one_of(DISTRIBUTIONS),
         "optimizer": _optimizer,
+        "lr_decay": _number(0, 1, above_minimum=True),
+        "augment": {
+            "rotation": _number(0, 180),
+            "shift": _number(0, 1, below_maximum=True),
+            "zoom": _number(0, 1, below_maximum=True),
+        },
         "model": {
-            "conv_filters": _list_of(POSITIVE_INT, non_empty=False),
-            "kernel_size": POSITIVE_INT,
-            "pool_size": POSITIVE_INT,
+            "conv_stack": _list_of(_conv_stack_item, non_empty=False),
+            "batch_norm": _boolean,
             "dense_units": _list_of(POSITIVE_INT, non_empty=False),
-            "dropout": _number(0, 1, below_maximum=True),
+            "dropout": DROPOUT_RATE,
             "activation": _one_of(ACTIVATIONS),
         },
     },
@@ -169,14 +204,24 @@ def _check(values, schema, path):
             raise ParamsError(f"{path}.{key}: {problem}, got {values[key]!r}")
 
 
-def _check_model_fits(model):
-    side = IMAGE_SIDE - len(model["conv_filters"]) * (model["kernel_size"] - 1)
-    if side < model["pool_size"]:
-        raise ParamsError(
-            f"train.model.kernel_size: {model['kernel_size']} leaves a {side}x{side} feature map "
-            f"after {len(model['conv_filters'])} convolutions of a {IMAGE_SIDE}x{IMAGE_SIDE} image, "
-            f"smaller than pool_size {model['pool_size']}"
-        )
+def _check_model_fits(conv_stack):
+    """Every convolution and pooling must find at least one pixel: name the first that does not."""
+    side = IMAGE_SIDE
+    for index, item in enumerate(conv_stack):
+        if "dropout" in item:
+            continue
+        if "max_pool" in item:
+            side, needed = side // item["max_pool"], item["max_pool"]
+        elif item.get("padding", "valid") == "same":
+            side, needed = -(-side // item.get("strides", 1)), 1
+        else:
+            needed = item["kernel_size"]
+            side = (side - item["kernel_size"]) // item.get("strides", 1) + 1
+        if side < 1:
+            raise ParamsError(
+                f"train.model.conv_stack: item {index} ({item}) needs a {needed}x{needed} "
+                f"feature map; the layers before it leave less of a {IMAGE_SIDE}x{IMAGE_SIDE} image"
+            )
 
 
 def check_section(params, section):
@@ -186,7 +231,7 @@ def check_section(params, section):
     values = params[section]
     _check(values, SCHEMA[section], section)
     if section == "train":
-        _check_model_fits(values["model"])
+        _check_model_fits(values["model"]["conv_stack"])
     return values
 
 

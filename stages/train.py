@@ -39,10 +39,11 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class EpochSeeds(keras.callbacks.Callback):
-    """Restarts each dropout layer's random stream at every epoch from (seed, epoch).
+    """Restarts every random stream of the model's layers at every epoch from (seed, epoch).
 
     Keras does not save these streams with a model, so without this a resumed run would draw
-    other dropout masks than an uninterrupted one.
+    other dropout masks and augmentations than an uninterrupted one. Dropout keeps its stream in
+    `seed_generator`, the augmentation layers in `generator`.
     """
 
     def __init__(self, seed):
@@ -51,8 +52,9 @@ class EpochSeeds(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         for index, layer in enumerate(self.model.layers):
-            if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator):
-                layer.seed_generator.state.assign([self.seed + index, epoch << 20])
+            for stream in (getattr(layer, "seed_generator", None), getattr(layer, "generator", None)):
+                if isinstance(stream, keras.random.SeedGenerator):
+                    stream.state.assign([self.seed + index, epoch << 20])
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -160,6 +162,7 @@ def main():
     precision = provenance.precision_policy(train["precision"], gpus)
     keras.mixed_precision.set_global_policy(precision)
 
+    steps_per_epoch = math.ceil(len(train_images) / train["batch_size"])
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
     )
@@ -173,10 +176,10 @@ def main():
             print(f"train: resuming after epoch {len(history)} of {train['epochs']} "
                   f"from {checkpoint.RESUME_DIR}")
         else:
-            model, history = build_model(train["model"]), []
+            model, history = build_model(train), []
             model.compile(
                 loss="categorical_crossentropy",
-                optimizer=build_optimizer(train["optimizer"]),
+                optimizer=build_optimizer(train, steps_per_epoch),
                 metrics=["accuracy"],
             )
         # Set after loading too: a resumed model would otherwise keep the compile-time choice.
@@ -208,7 +211,7 @@ def main():
                 epochs=train["epochs"],
                 initial_epoch=first_epoch,
                 shuffle=False,  # the batches are already in their seeded order
-                steps_per_epoch=math.ceil(len(train_images) / train["batch_size"]),
+                steps_per_epoch=steps_per_epoch,
                 validation_data=validation_data,
                 callbacks=[
                     stop,

@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -68,6 +69,25 @@ def write_mirror(folder, train_count=300, test_count=100):
 
 def project_params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def strong_recipe_overrides():
+    """The -S values of the README's `dvc exp run -n strong ...` command (continued lines joined)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("dvc exp run -n strong "))
+    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+    words = shlex.split(" ".join(line.rstrip("\\") for line in lines[start : end + 1]))
+    return [value for flag, value in zip(words, words[1:]) if flag == "-S"]
+
+
+def strong_recipe_params(folder):
+    """params.yaml with the README's strong recipe applied by DVC's own `-S` code."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = Path(folder) / "params.yaml"
+    shutil.copyfile(ROOT / "params.yaml", path)
+    apply_overrides(path, strong_recipe_overrides())
+    return yaml.safe_load(path.read_text())
 
 
 def run_stage(name, cwd, env=None, check=True):
@@ -149,9 +169,12 @@ def set_params(project, **changes):
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
-def make_project(destination, mirror, md5s, **params):
-    """A fresh git repository holding the project with `params` changed; returns its env."""
+def make_project(destination, mirror, md5s, recipe="seed", **params):
+    """A fresh git repository holding the project, with the README's strong recipe if asked, and
+    `params` changed; returns its env."""
     copy_project(destination)
+    if recipe == "strong":
+        strong_recipe_params(destination)
     env = pipeline_env(mirror)
     set_params(destination, **{"fetch.files": md5s, **params})
     run(["git", "init", "-q"], destination, env)

@@ -1,11 +1,12 @@
 import keras
+import numpy as np
 
 from stages.model import build_model, build_optimizer
-from tests.conftest import project_params
+from tests.conftest import project_params, strong_recipe_params
 
 
 def test_default_model_is_the_seed_cnn():
-    model = build_model(project_params()["train"]["model"])
+    model = build_model(project_params()["train"])
 
     assert model.count_params() == 872_714
     layers = [(type(layer).__name__, layer.output.shape[1:]) for layer in model.layers]
@@ -24,8 +25,43 @@ def test_default_model_is_the_seed_cnn():
 
 
 def test_default_optimizer_is_keras_2_adadelta():
-    optimizer = build_optimizer(project_params()["train"]["optimizer"])
+    optimizer = build_optimizer(project_params()["train"], steps_per_epoch=600)
     assert isinstance(optimizer, keras.optimizers.Adadelta)
     assert float(optimizer.learning_rate) == 1.0
     assert (optimizer.rho, optimizer.epsilon) == (0.95, 1e-7)
 
+
+def test_readme_strong_recipe_builds_the_strong_cnn(tmp_path):
+    train = strong_recipe_params(tmp_path)["train"]
+    model = build_model(train)
+
+    assert model.count_params() == 306_842
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[:3] == ["RandomRotation", "RandomTranslation", "RandomZoom"]
+    assert kinds.count("BatchNormalization") == 7 and kinds.count("Conv2D") == 7
+    assert "MaxPooling2D" not in kinds  # stride-2 convolutions instead
+    strided = [layer for layer in model.layers if getattr(layer, "strides", None) == (2, 2)]
+    assert [layer.output.shape[1:] for layer in strided] == [(12, 12, 32), (4, 4, 64)]
+    assert isinstance(build_optimizer(train, steps_per_epoch=600), keras.optimizers.Adam)
+
+
+def test_augmentation_acts_in_training_only(tmp_path):
+    model = build_model(strong_recipe_params(tmp_path)["train"])
+    augmentation = keras.Sequential(model.layers[:3])
+    digits = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+
+    assert np.array_equal(augmentation(digits, training=False), digits)
+    changed = augmentation(digits, training=True)
+    assert changed.shape == digits.shape and not np.allclose(changed, digits)
+
+
+def test_learning_rate_decays_once_an_epoch():
+    train = {**project_params()["train"], "optimizer": {"name": "adam", "learning_rate": 0.01},
+             "lr_decay": 0.5}
+    optimizer = build_optimizer(train, steps_per_epoch=10)
+
+    rates = []
+    for step in (0, 9, 10, 19, 20):
+        optimizer.iterations.assign(step)
+        rates.append(float(optimizer.learning_rate))
+    assert np.allclose(rates, [0.01, 0.01, 0.005, 0.005, 0.0025])

@@ -15,7 +15,10 @@ def test_committed_params_are_valid(section):
 def test_defaults_are_the_seed_recipe():
     train = project_params()["train"]
     assert (train["epochs"], train["batch_size"], train["precision"]) == (8, 100, "mixed_bfloat16")
-    assert train["optimizer"] == {"name": "adadelta", "learning_rate": 1.0, "rho": 0.95, "epsilon": 1e-7}
+    assert train["optimizer"] == {"name": "adadelta", "learning_rate": 1.0}
+    assert train["lr_decay"] == 1.0
+    assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0}
+    assert train["model"]["batch_norm"] is False
     assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
     assert project_params()["plot"]["grid_size"] == 100
 
@@ -29,7 +32,24 @@ BAD_PARAMS = [
     ("train", ["optimizer", "rh"], 0.9, "adadelta takes no argument 'rh' (did you mean rho?)"),
     ("train", ["model", "dropout"], 1.0, "train.model.dropout: must be < 1, got 1.0"),
     ("train", ["model", "activation"], "relux", "train.model.activation: must be one of"),
-    ("train", ["model", "kernel_size"], 15, "train.model.kernel_size: 15 leaves a 0x0 feature map"),
+    ("train", ["model", "conv_stack"], [{"filters": 32, "kernel_size": 15}, {"filters": 64, "kernel_size": 15}],
+     "train.model.conv_stack: item 1 ({'filters': 64, 'kernel_size': 15}) needs a 15x15 feature map"),
+    ("train", ["model", "conv_stack"], [{"filters": 8, "kernel_size": 3, "strides": 2, "padding": "same"}] * 5
+     + [{"max_pool": 2}], "train.model.conv_stack: item 5 ({'max_pool': 2}) needs a 2x2 feature map"),
+    ("train", ["model", "conv_stack"], [{"filters": 32, "kernel": 3}],
+     "train.model.conv_stack: item 0: unknown key 'kernel' (did you mean kernel_size?)"),
+    ("train", ["model", "conv_stack"], [{"filters": 32}], "item 0: a convolution needs kernel_size"),
+    ("train", ["model", "conv_stack"], [{"filters": 32, "kernel_size": 3, "padding": "full"}],
+     "item 0: padding must be one of same, valid"),
+    ("train", ["model", "conv_stack"], [{"max_pool": 2, "dropout": 0.5}], "item 0: max_pool must be alone in its item"),
+    ("train", ["model", "conv_stack"], [{"dropout": 1.5}], "item 0: dropout must be < 1"),
+    ("train", ["model", "conv_stack"], [[32, 3]], "item 0: must be a mapping"),
+    ("train", ["model", "batch_norm"], 1, "train.model.batch_norm: must be true or false, got 1"),
+    ("train", ["lr_decay"], 0, "train.lr_decay: must be > 0, got 0"),
+    ("train", ["lr_decay"], 1.2, "train.lr_decay: must be <= 1, got 1.2"),
+    ("train", ["augment", "rotation"], -10, "train.augment.rotation: must be >= 0, got -10"),
+    ("train", ["augment", "shift"], 1, "train.augment.shift: must be < 1, got 1"),
+    ("train", ["augment", "zom"], 0.1, "train.augment.zom: unknown key (did you mean train.augment.zoom?)"),
     ("train", ["epoch"], 8, "train.epoch: unknown key (did you mean train.epochs?)"),
     ("preprocess", ["train_limit"], -5, "preprocess.train_limit: must be >= 1, got -5"),
     ("preprocess", ["validation_split"], 1.0, "preprocess.validation_split: must be < 1"),
@@ -41,10 +61,10 @@ BAD_PARAMS = [
     ("train", ["precision"], "float16", "train.precision: must be one of float32, mixed_bfloat16"),
     ("train", ["xla"], "yes", "train.xla: must be true or false, got 'yes'"),
     ("train", ["distribute"], "multi", "train.distribute: must be one of mirrored, none"),
-    ("train", ["model", "conv_filters"], [32, 0], "train.model.conv_filters: item 1: must be >= 1"),
+    ("train", ["model", "conv_stack"], [{"filters": 0, "kernel_size": 3}], "train.model.conv_stack: item 0: filters must be >= 1"),
     ("train", ["model", "dense_units"], 128, "train.model.dense_units: must be a list, got 128"),
     ("train", ["model", "dropout"], -0.1, "train.model.dropout: must be >= 0, got -0.1"),
-    ("train", ["model", "pool_siz"], 2, "train.model.pool_siz: unknown key (did you mean train.model.pool_size?)"),
+    ("train", ["model", "batch_nrom"], True, "train.model.batch_nrom: unknown key (did you mean train.model.batch_norm?)"),
     ("fetch", ["timeout"], 0, "fetch.timeout: must be > 0, got 0"),
     ("fetch", ["retries"], -1, "fetch.retries: must be >= 0, got -1"),
     ("fetch", ["mirror"], [], "fetch.mirror: unknown key (did you mean fetch.mirrors?)"),
@@ -87,3 +107,14 @@ def test_stage_exits_with_one_line_before_reading_data(tmp_path):
     result = run_stage("preprocess", tmp_path, check=False)  # there is no data/ here at all
     assert result.returncode == 1
     assert result.stderr.strip() == "params.yaml: preprocess.train_limit: must be >= 1, got 0"
+
+
+def test_optional_arguments_are_accepted():
+    good = copy.deepcopy(project_params())
+    good["train"]["optimizer"]["rho"] = 0.9
+    good["train"]["model"]["conv_stack"] = [
+        {"filters": 8, "kernel_size": 3, "strides": 2, "padding": "same"},
+        {"dropout": 0.25},
+        {"max_pool": 2},
+    ]
+    params.check_section(good, "train")

@@ -19,10 +19,11 @@ SLICE = {"preprocess.train_limit": 3000, "train.epochs": 2, "plot.grid_size": 16
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory, mnist_mirror):
-    """A project with its data fetched and prepared, never trained; returns (path, env)."""
-    project = tmp_path_factory.mktemp("resume") / "prepared"
-    env = make_project(project, *mnist_mirror, **SLICE)
+def prepared(request, tmp_path_factory, mnist_mirror):
+    """A project with the seed or the strong recipe (augmentation, batch normalization), its data
+    fetched and prepared, never trained; returns (path, env)."""
+    project = tmp_path_factory.mktemp("resume") / request.param
+    env = make_project(project, *mnist_mirror, recipe=request.param, **SLICE)
     run(["dvc", "repro", "preprocess"], project, env)
     return project, env
 
@@ -80,10 +81,12 @@ def interrupt_after_first_epoch(project, env, signum, sigint_ignored=False):
 
 
 @pytest.mark.parametrize(
-    ("signum", "sigint_ignored"),
-    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False),
-     (signal.SIGKILL, False)],
-    ids=["SIGINT", "SIGINT-inherited-ignored", "SIGTERM", "SIGKILL"],
+    ("prepared", "signum", "sigint_ignored"),
+    [("seed", signal.SIGINT, False), ("seed", signal.SIGINT, True),
+     ("seed", signal.SIGTERM, False), ("seed", signal.SIGKILL, False),
+     ("strong", signal.SIGINT, False), ("strong", signal.SIGKILL, False)],
+    ids=["SIGINT", "SIGINT-inherited-ignored", "SIGTERM", "SIGKILL", "strong-SIGINT", "strong-SIGKILL"],
+    indirect=["prepared"],
 )
 def test_killed_training_resumes_to_the_uninterrupted_result(
     prepared, uninterrupted, tmp_path, signum, sigint_ignored
@@ -105,9 +108,10 @@ def test_killed_training_resumes_to_the_uninterrupted_result(
     resumed = json.loads((project / "reports/metrics.json").read_text())
     expected = json.loads((uninterrupted / "reports/metrics.json").read_text())
     assert abs(resumed["test"]["accuracy"] - expected["test"]["accuracy"]) <= 0.002
-    assert resumed == expected  # resuming is exact: same batches, same dropout masks
+    assert resumed == expected  # resuming is exact: same batches, dropout masks, augmentations
 
 
+@pytest.mark.parametrize("prepared", ["seed"], indirect=True)
 def test_changed_params_discard_the_resume_state(prepared, tmp_path):
     project, env = copy_of(prepared, tmp_path / "project")
     interrupt_after_first_epoch(project, env, signal.SIGTERM)
@@ -119,6 +123,7 @@ def test_changed_params_discard_the_resume_state(prepared, tmp_path):
     assert train_log(project)[0] == [0, 1]
 
 
+@pytest.mark.parametrize("prepared", ["seed", "strong"], indirect=True)
 def test_same_params_give_identical_metrics(prepared, uninterrupted, tmp_path):
     project, env = copy_of(prepared, tmp_path / "project")
     run(["dvc", "repro", "--no-run-cache"], project, env)
