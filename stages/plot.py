@@ -41,18 +41,19 @@ def digit_grid(images, titles, title_colors, name):
 
 
 def training_curves():
-    """Loss and accuracy for each epoch, with validation curves when there was a split."""
+    """Loss and accuracy for each epoch: on the training batches, and on the validation images
+    on the same chart when preprocess held some out."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ["loss", "accuracy"]):
-        for split in ["train", "eval"]:
-            path = TRAIN_CURVES_DIR / split / f"{metric}.tsv"
+        for folder, label in [("train", "training batches"), ("eval", "validation images")]:
+            path = TRAIN_CURVES_DIR / folder / f"{metric}.tsv"
             if path.exists():
                 curve = pd.read_csv(path, sep="\t")
-                axis.plot(curve["step"] + 1, curve[metric], marker="o", label=split)
+                axis.plot(curve["step"] + 1, curve[metric], marker="o", label=label)
         axis.set(xlabel="epoch", ylabel=metric, title=metric)
         axis.legend()
     figure.tight_layout()
-    save(figure, "training_curves.png")
+    return figure
 
 
 def confusion_heatmap(predictions):
@@ -95,7 +96,7 @@ def main():
                 for row in wrong.itertuples()],
                ["red"] * len(wrong), "misclassified.png")
 
-    training_curves()
+    save(training_curves(), "training_curves.png")
     confusion_heatmap(predictions)
 
 

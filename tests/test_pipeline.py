@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from stages import plot
 from tests.conftest import make_project, run, run_capturing, set_params, stages_run
 
 pytestmark = pytest.mark.slow
@@ -69,3 +70,22 @@ def test_xla_compiles_and_the_run_records_what_it_gave_up(tmp_path, tiny_mirror)
     run_record = json.loads((project / "reports/training/metrics.json").read_text())["run"]
     assert run_record["xla"] == {"requested": True, "used": True}
     assert run_record["op_determinism"] is False
+
+
+def test_validation_curves_share_the_training_curves_charts(tmp_path, tiny_mirror, monkeypatch):
+    project = tmp_path / "project"
+    env = make_project(project, *tiny_mirror,
+                       **{"train.epochs": 2, "preprocess.validation_split": 0.2})
+
+    run(["dvc", "repro"], project, env)
+
+    curves = project / "reports/training/plots/metrics"
+    for metric in ["loss", "accuracy"]:
+        validation = pd.read_csv(curves / "eval" / f"{metric}.tsv", sep="\t")
+        assert list(validation["step"]) == [0, 1] and validation[metric].notna().all()
+    monkeypatch.chdir(project)
+    figure = plot.training_curves()
+    for axis in figure.axes:
+        assert [line.get_label() for line in axis.get_lines()] == [
+            "training batches", "validation images"]
+        assert all(list(line.get_xdata()) == [1, 2] for line in axis.get_lines())
