@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a CI machine or a server
 import matplotlib.pyplot as plt
+from matplotlib.colors import SymLogNorm
 import numpy as np
 import pandas as pd
 
@@ -59,14 +60,16 @@ def training_curves():
 def confusion_heatmap(predictions):
     counts = confusion_counts(predictions)
     figure, axis = plt.subplots(figsize=(7, 6))
-    image = axis.imshow(np.log1p(counts.to_numpy()), cmap="Blues")
+    # A logarithmic colour scale, so a cell of 2 errors shows beside the diagonal's ~1,000; the
+    # colour bar stays in counts. Below 1 it turns linear, where the empty cells are.
+    image = axis.imshow(counts.to_numpy(), cmap="Blues", norm=SymLogNorm(linthresh=1, base=10))
     for (actual, predicted), count in np.ndenumerate(counts.to_numpy()):
         if count:
             color = "white" if actual == predicted else "black"
             axis.text(predicted, actual, count, ha="center", va="center", fontsize=8, color=color)
     axis.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xlabel="predicted",
-             ylabel="actual", title="Confusion matrix (test set; colour: log count)")
-    figure.colorbar(image)
+             ylabel="actual", title="Confusion matrix (test set)")
+    figure.colorbar(image, ticks=[0, 1, 10, 100, 1000], format="%d", label="test digits (log scale)")
     figure.tight_layout()
     save(figure, "confusion_matrix.png")
 
