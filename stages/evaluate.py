@@ -31,15 +31,16 @@ def score(model, images, labels, batch_size):
 
 
 def per_class_scores(predictions):
-    """Precision, recall, F1 and support of each digit, from the confusion counts."""
+    """Precision, recall, F1, support and misclassified test digits (errors) of each digit, from
+    the confusion counts."""
     confusion = confusion_counts(predictions)
     true_positives = np.diag(confusion)
+    support = confusion.sum(axis=1)
     precision = true_positives / confusion.sum(axis=0).replace(0, np.nan)
-    recall = true_positives / confusion.sum(axis=1).replace(0, np.nan)
+    recall = true_positives / support.replace(0, np.nan)
     f1 = 2 * precision * recall / (precision + recall)
-    scores = pd.DataFrame(
-        {"precision": precision, "recall": recall, "f1": f1, "support": confusion.sum(axis=1)}
-    )
+    scores = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
+                           "support": support, "errors": support - true_positives})
     return scores.fillna(0.0).rename_axis("digit").round(4)
 
 
