@@ -22,14 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages.data import load_split, model_inputs  # noqa: E402
-from tests.test_predict import user_like  # noqa: E402
-
-
-def redraw(digits, folder):
-    rng = np.random.default_rng(0)
-    for index, digit in enumerate(digits):
-        image, suffix = user_like(digit, index % 5, rng)
-        image.save(folder / f"digit-{index:04d}.{suffix}")
+from tests.test_predict import redraw  # noqa: E402
 
 
 def classify(model_path, folder):

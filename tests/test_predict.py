@@ -43,6 +43,15 @@ def user_like(digit, variant, rng):
     return dark_on_light, "bmp"
 
 
+def redraw(digits, folder):
+    """Save each digit as a user's file, digit-NNN.<suffix>, cycling through the five styles."""
+    rng = np.random.default_rng(0)
+    width = max(3, len(str(len(digits) - 1)))
+    for index, digit in enumerate(digits):
+        image, suffix = user_like(digit, index % 5, rng)
+        image.save(folder / f"digit-{index:0{width}d}.{suffix}")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mnist_mirror):
     project = tmp_path_factory.mktemp("predict") / "project"
@@ -63,12 +72,9 @@ def test_user_images_get_the_predictions_of_the_original_digits(trained, tmp_pat
     model = keras.models.load_model(trained / "data/model/model.keras")
     expected = model.predict(model_inputs(digits, labels)[0], verbose=0).argmax(axis=1)
 
-    rng = np.random.default_rng(0)
     folder = tmp_path / "drawings"
     folder.mkdir()
-    for index, digit in enumerate(digits):
-        image, suffix = user_like(digit, index % 5, rng)
-        image.save(folder / f"digit-{index:03d}.{suffix}")
+    redraw(digits, folder)
 
     result = predict("--json", "--save-preprocessed", tmp_path / "seen", folder, cwd=trained)
 
