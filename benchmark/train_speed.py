@@ -58,8 +58,7 @@ def pipeline_stage(workdir, args):
         sys.exit(f"pipeline trained in {record['precision']['used']}, not {args.precision}")
     if record["xla"]["used"] != args.xla:
         sys.exit(f"pipeline ran with xla.used {record['xla']['used']}, not {args.xla}")
-    seconds = pd.read_csv(workdir / "reports/training/plots/metrics/train/epoch_seconds.tsv",
-                          sep="\t")
+    seconds = pd.read_csv(workdir / "reports/training/speed.csv")
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
     return {
         "fit_seconds": float(seconds["epoch_seconds"].sum()),

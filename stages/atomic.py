@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 
@@ -24,24 +23,3 @@ def atomic_path(target):
 def write_json(target, data):
     with atomic_path(target) as temporary:
         temporary.write_text(json.dumps(data, indent=2) + "\n")
-
-
-@contextlib.contextmanager
-def atomic_dir(target):
-    """Yield an empty temporary folder beside `target`; it replaces `target` if the block succeeds.
-
-    Whole folders are swapped, so no file of an earlier run survives beside the new ones.
-    """
-    target = Path(target)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    previous = target.with_name(f".{target.name}.{os.getpid()}.previous")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    try:
-        yield temporary
-        if target.exists():
-            os.replace(target, previous)
-        os.replace(temporary, target)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-        shutil.rmtree(previous, ignore_errors=True)

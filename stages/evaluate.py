@@ -2,7 +2,8 @@
 
 Writes reports/metrics.json (headline metrics) and reports/eval/: predictions.csv (one row a
 test image, DVC's confusion-matrix source), per_class.csv and misclassified.csv. Publishes the
-train stage's log to reports/training/ (see publish_training_log).
+train stage's log to reports/training/: metrics.json, loss.csv, accuracy.csv and speed.csv (see
+publish_training_log).
 """
 
 import shutil
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from stages import params
-from stages.atomic import atomic_dir, atomic_path, write_json
+from stages.atomic import atomic_path, write_json
 from stages.data import MODEL_PATH, TRAIN_LOG_DIR, confusion_counts, load_split, model_inputs
 
 METRICS_PATH = Path("reports/metrics.json")
@@ -49,8 +50,22 @@ def write_csv(frame, path, **options):
         frame.to_csv(temporary, **options)
 
 
+def epoch_curve(metric):
+    """One row an epoch and set of images measured on: the training batches (dropout on, the
+    running mean over the epoch) and, when preprocess held some out, the validation images."""
+    curves = []
+    for folder, measured_on in [("train", "training batches"), ("eval", "validation images")]:
+        path = TRAIN_LOG_DIR / "plots/metrics" / folder / f"{metric}.tsv"
+        if path.exists():
+            logged = pd.read_csv(path, sep="\t")
+            curves.append(pd.DataFrame({"epoch": logged["step"] + 1, "measured_on": measured_on,
+                                        metric: logged[metric]}))
+    return pd.concat(curves, ignore_index=True)
+
+
 def publish_training_log():
-    """Copy train's DVCLive log (last epoch, speed, run record; per-epoch curves) into git.
+    """Publish train's DVCLive log to git: the last epoch, speed and run record as it is, the
+    curves one row an epoch, training and validation rows together so one chart draws both.
 
     Train keeps its own copy DVC-cached: `dvc push --run-cache` carries cached outputs only, so a
     git-tracked output of train would stop a teammate's restore of it. This copy is git-tracked,
@@ -58,8 +73,10 @@ def publish_training_log():
     """
     with atomic_path(TRAINING_DIR / "metrics.json") as temporary:
         shutil.copyfile(TRAIN_LOG_DIR / "metrics.json", temporary)
-    with atomic_dir(TRAINING_DIR / "plots/metrics") as temporary:
-        shutil.copytree(TRAIN_LOG_DIR / "plots/metrics", temporary, dirs_exist_ok=True)
+    for metric in ["loss", "accuracy"]:
+        write_csv(epoch_curve(metric), TRAINING_DIR / f"{metric}.csv", index=False)
+    speed = epoch_curve("epoch_seconds").merge(epoch_curve("images_per_second"))
+    write_csv(speed.drop(columns="measured_on"), TRAINING_DIR / "speed.csv", index=False)
 
 
 def main():

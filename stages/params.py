@@ -20,6 +20,9 @@ OPTIMIZER_ARGUMENTS = {
     "rmsprop": {"learning_rate", "rho", "momentum", "epsilon"},
     "sgd": {"learning_rate", "momentum"},
 }
+# Arguments of every Keras optimizer: weight decay, and an exponential moving average of the
+# weights that replaces them when training ends.
+SHARED_OPTIMIZER_ARGUMENTS = {"weight_decay", "use_ema", "ema_momentum"}
 ACTIVATIONS = {"relu", "elu", "gelu", "selu", "silu", "tanh", "sigmoid"}
 PRECISIONS = {"float32", "mixed_bfloat16", "mixed_float16"}
 DISTRIBUTIONS = {"none", "mirrored"}
@@ -89,11 +92,17 @@ def _optimizer(value):
     for argument, given in value.items():
         if argument == "name":
             continue
-        if argument not in OPTIMIZER_ARGUMENTS[name]:
+        known = OPTIMIZER_ARGUMENTS[name] | SHARED_OPTIMIZER_ARGUMENTS
+        if argument not in known:
             return f"{name} takes no argument {argument!r}" + _suggestion(
-                argument, OPTIMIZER_ARGUMENTS[name], prefix=""
+                argument, known, prefix=""
             )
-        problem = _number(0, above_minimum=argument == "learning_rate")(given)
+        if argument == "use_ema":
+            problem = _boolean(given)
+        elif argument == "ema_momentum":
+            problem = _number(0, 1, below_maximum=True)(given)
+        else:
+            problem = _number(0, above_minimum=argument == "learning_rate")(given)
         if problem:
             return f"{argument} {problem}"
     return None
@@ -159,6 +168,7 @@ SCHEMA = {
         "distribute": _one_of(DISTRIBUTIONS),
         "optimizer": _optimizer,
         "lr_decay": _number(0, 1, above_minimum=True),
+        "label_smoothing": _number(0, 1, below_maximum=True),
         "augment": {
             "rotation": _number(0, 180),
             "shift": _number(0, 1, below_maximum=True),
@@ -178,6 +188,14 @@ SCHEMA = {
     "plot": {
         "grid_size": _square,
         "seed": _number(0, integer=True),
+    },
+    "report": {
+        "tutorial": {
+            "test_accuracy": _number(0, 1),
+            "test_loss": _number(0),
+            "train_accuracy": _number(0, 1),
+            "train_loss": _number(0),
+        },
     },
 }
 

@@ -16,19 +16,19 @@ from stages import params
 from stages.atomic import atomic_path
 from stages.data import NUM_CLASSES, confusion_counts, load_split
 
-TRAIN_CURVES_DIR = Path("reports/training/plots/metrics")
+TRAINING_DIR = Path("reports/training")
 PREDICTIONS_PATH = Path("reports/eval/predictions.csv")
 FIGURES_DIR = Path("reports/figures")
 
 
-def save(figure, name):
-    with atomic_path(FIGURES_DIR / name) as temporary:
+def save(figure, path):
+    with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=80)
     plt.close(figure)
-    print(f"plot: {FIGURES_DIR / name}")
+    print(f"plot: {path}")
 
 
-def digit_grid(images, titles, title_colors, name):
+def digit_grid(images, titles, title_colors):
     """The tutorial's picture: a square grid of digits, gray_r, no axes, a title on each."""
     side = max(1, math.ceil(len(titles) ** 0.5))
     figure, axes = plt.subplots(side, side, figsize=(1.2 * side, 1.4 * side), squeeze=False)
@@ -38,7 +38,7 @@ def digit_grid(images, titles, title_colors, name):
             axis.imshow(images[index], cmap="gray_r")
             axis.set_title(titles[index], fontsize=8, color=title_colors[index])
     figure.tight_layout()
-    save(figure, name)
+    return figure
 
 
 def training_curves():
@@ -46,11 +46,9 @@ def training_curves():
     on the same chart when preprocess held some out."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ["loss", "accuracy"]):
-        for folder, label in [("train", "training batches"), ("eval", "validation images")]:
-            path = TRAIN_CURVES_DIR / folder / f"{metric}.tsv"
-            if path.exists():
-                curve = pd.read_csv(path, sep="\t")
-                axis.plot(curve["step"] + 1, curve[metric], marker="o", label=label)
+        curves = pd.read_csv(TRAINING_DIR / f"{metric}.csv")
+        for measured_on, curve in curves.groupby("measured_on", sort=False):
+            axis.plot(curve["epoch"], curve[metric], marker="o", label=measured_on)
         axis.set(xlabel="epoch", ylabel=metric, title=metric)
         axis.legend()
     figure.tight_layout()
@@ -71,7 +69,7 @@ def confusion_heatmap(predictions):
              ylabel="actual", title="Confusion matrix (test set)")
     figure.colorbar(image, ticks=[0, 1, 10, 100, 1000], format="%d", label="test digits (log scale)")
     figure.tight_layout()
-    save(figure, "confusion_matrix.png")
+    save(figure, FIGURES_DIR / "confusion_matrix.png")
 
 
 def main():
@@ -83,23 +81,25 @@ def main():
     grid_size = plot["grid_size"]
 
     shown = rng.choice(len(train_images), min(grid_size, len(train_images)), replace=False)
-    digit_grid(train_images[shown], [f"actual:{label}" for label in train_labels[shown]],
-               ["black"] * len(shown), "train_digits.png")
+    save(digit_grid(train_images[shown], [f"actual:{label}" for label in train_labels[shown]],
+                    ["black"] * len(shown)), FIGURES_DIR / "train_digits.png")
 
     shown = predictions.iloc[rng.choice(len(predictions), min(grid_size, len(predictions)), replace=False)]
-    digit_grid(test_images[shown["image"]],
-               [f"actual:{row.actual}\npredict:{row.predicted}" for row in shown.itertuples()],
-               ["red" if row.actual != row.predicted else "black" for row in shown.itertuples()],
-               "test_predictions.png")
+    save(digit_grid(test_images[shown["image"]],
+                    [f"actual:{row.actual}\npredict:{row.predicted}" for row in shown.itertuples()],
+                    ["red" if row.actual != row.predicted else "black"
+                     for row in shown.itertuples()]),
+         FIGURES_DIR / "test_predictions.png")
 
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
     wrong = wrong.sort_values("probability", ascending=False).head(grid_size)
-    digit_grid(test_images[wrong["image"]],
-               [f"actual:{row.actual}\npredict:{row.predicted} ({row.probability:.2f})"
-                for row in wrong.itertuples()],
-               ["red"] * len(wrong), "misclassified.png")
+    save(digit_grid(test_images[wrong["image"]],
+                    [f"actual:{row.actual}\npredict:{row.predicted} ({row.probability:.2f})"
+                     for row in wrong.itertuples()],
+                    ["red"] * len(wrong)),
+         FIGURES_DIR / "misclassified.png")
 
-    save(training_curves(), "training_curves.png")
+    save(training_curves(), FIGURES_DIR / "training_curves.png")
     confusion_heatmap(predictions)
 
 

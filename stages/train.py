@@ -178,7 +178,9 @@ def main():
         else:
             model, history = build_model(train), []
             model.compile(
-                loss="categorical_crossentropy",
+                loss=keras.losses.CategoricalCrossentropy(
+                    label_smoothing=train["label_smoothing"]
+                ),
                 optimizer=build_optimizer(train, steps_per_epoch),
                 metrics=["accuracy"],
             )

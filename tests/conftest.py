@@ -193,3 +193,32 @@ def copy_project(destination):
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, destination / name)
     return destination
+
+
+VARIANT_LEARNING_RATE = 0.01  # barely trains in one epoch: its accuracy surely differs
+TINY = {"train.epochs": 1, "evaluate.batch_size": 100, "plot.grid_size": 16}
+
+
+@pytest.fixture(scope="session")
+def history(tmp_path_factory):
+    """A repository with two commits, each trained on a tiny synthetic slice: a baseline and a
+    variant with a tiny learning rate. Returns (path, env, baseline rev, variant rev)."""
+    root = tmp_path_factory.mktemp("team")
+    md5s = write_mirror(root / "mirror", train_count=500, test_count=200)
+    project = root / "project"
+    env = make_project(project, root / "mirror", md5s, **TINY)
+
+    revisions = []
+    for learning_rate in (1.0, VARIANT_LEARNING_RATE):
+        set_params(project, **{"train.optimizer.learning_rate": learning_rate})
+        run(["dvc", "repro"], project, env)
+        run(["git", "add", "-A"], project, env)
+        run(["git", "commit", "-qm", f"learning rate {learning_rate}"], project, env)
+        revisions.append(run(["git", "rev-parse", "HEAD"], project, env).strip())
+    return project, env, *revisions
+
+
+def clone(history, destination):
+    project, env, *_ = history
+    run(["git", "clone", "-q", str(project), str(destination)], destination.parent, env)
+    return destination

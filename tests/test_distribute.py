@@ -21,8 +21,8 @@ runpy.run_module("stages.train", run_name="__main__")
 def trained(project, env, command):
     output = run(command, project, env)
     run([sys.executable, "-m", "stages.evaluate"], project, env)
-    log = pd.read_csv(project / "reports/training/plots/metrics/train/accuracy.tsv", sep="\t")
-    losses = pd.read_csv(project / "reports/training/plots/metrics/train/loss.tsv", sep="\t")
+    log = pd.read_csv(project / "reports/training/accuracy.csv")
+    losses = pd.read_csv(project / "reports/training/loss.csv")
     metrics = json.loads((project / "reports/metrics.json").read_text())
     return output, log["accuracy"].tolist(), losses["loss"].tolist(), metrics
 

@@ -7,7 +7,7 @@ from stages import params
 from tests.conftest import project_params, run_stage
 
 
-@pytest.mark.parametrize("section", ["fetch", "preprocess", "train", "evaluate", "plot"])
+@pytest.mark.parametrize("section", ["fetch", "preprocess", "train", "evaluate", "plot", "report"])
 def test_committed_params_are_valid(section):
     params.check_section(project_params(), section)
 

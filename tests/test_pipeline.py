@@ -19,15 +19,15 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 2000, "train.epochs": 1})
 
     first, log = run_capturing(["dvc", "repro"], project, env)
-    assert stages_run(first) == ["fetch", "preprocess", "train", "evaluate", "plot"]
+    assert stages_run(first) == ["fetch", "preprocess", "train", "evaluate", "plot", "report"]
     assert "Compiled cluster using XLA" not in first + log
 
     assert len(list((project / "data/raw").glob("*.gz"))) == 4
     assert sorted(p.name for p in (project / "data/prepared").iterdir()) == [
         "test.npz", "train.npz", "validation.npz"]
     assert (project / "data/model/model.keras").stat().st_size > 3_000_000
-    losses = pd.read_csv(project / "reports/training/plots/metrics/train/loss.tsv", sep="\t")
-    assert list(losses["step"]) == [0]
+    losses = pd.read_csv(project / "reports/training/loss.csv")
+    assert list(losses["epoch"]) == [1] and list(losses["measured_on"]) == ["training batches"]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert 0.3 < metrics["test"]["accuracy"] <= 1 and metrics["test"]["loss"] > 0
     assert 0.3 < metrics["train"]["accuracy"] <= 1
@@ -49,10 +49,11 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     assert stages_run(second) == [] and "Data and pipelines are up to date." in second
 
     set_params(project, **{"plot.seed": 7})
-    assert stages_run(run(["dvc", "repro"], project, env)) == ["plot"]
+    assert stages_run(run(["dvc", "repro"], project, env)) == ["plot", "report"]
 
     set_params(project, **{"train.seed": 7})
-    assert stages_run(run(["dvc", "repro"], project, env)) == ["train", "evaluate", "plot"]
+    assert stages_run(run(["dvc", "repro"], project, env)) == [
+        "train", "evaluate", "plot", "report"]
 
     run(["dvc", "plots", "show", "--out", "plots_page"], project, env)
     page = (project / "plots_page/index.html").read_text()
@@ -79,10 +80,10 @@ def test_validation_curves_share_the_training_curves_charts(tmp_path, tiny_mirro
 
     run(["dvc", "repro"], project, env)
 
-    curves = project / "reports/training/plots/metrics"
     for metric in ["loss", "accuracy"]:
-        validation = pd.read_csv(curves / "eval" / f"{metric}.tsv", sep="\t")
-        assert list(validation["step"]) == [0, 1] and validation[metric].notna().all()
+        curves = pd.read_csv(project / f"reports/training/{metric}.csv")
+        validation = curves[curves["measured_on"] == "validation images"]
+        assert list(validation["epoch"]) == [1, 2] and validation[metric].notna().all()
     monkeypatch.chdir(project)
     figure = plot.training_curves()
     for axis in figure.axes:

@@ -43,8 +43,8 @@ def uninterrupted(prepared, tmp_path_factory):
 
 
 def train_log(project):
-    log = pd.read_csv(project / "reports/training/plots/metrics/train/loss.tsv", sep="\t")
-    return log["step"].tolist(), log["loss"].tolist()
+    log = pd.read_csv(project / "reports/training/loss.csv")
+    return log["epoch"].tolist(), log["loss"].tolist()
 
 
 def ignore_sigint():
@@ -99,12 +99,12 @@ def test_killed_training_resumes_to_the_uninterrupted_result(
 
     rerun = run(["dvc", "repro"], project, env)
     assert "train: resuming after epoch 1 of 2" in rerun
-    assert stages_run(rerun) == ["train", "evaluate", "plot"]
+    assert stages_run(rerun) == ["train", "evaluate", "plot", "report"]
     assert not (project / "data/resume").exists()
 
-    steps, losses = train_log(project)
-    assert steps == [0, 1]
-    assert (steps, losses) == train_log(uninterrupted)
+    epochs, losses = train_log(project)
+    assert epochs == [1, 2]
+    assert (epochs, losses) == train_log(uninterrupted)
     resumed = json.loads((project / "reports/metrics.json").read_text())
     expected = json.loads((uninterrupted / "reports/metrics.json").read_text())
     assert abs(resumed["test"]["accuracy"] - expected["test"]["accuracy"]) <= 0.002
@@ -119,8 +119,8 @@ def test_changed_params_discard_the_resume_state(prepared, tmp_path):
     set_params(project, **{"train.optimizer.learning_rate": 0.5})
     rerun = run(["dvc", "repro"], project, env)
 
-    assert "resuming" not in rerun and stages_run(rerun) == ["train", "evaluate", "plot"]
-    assert train_log(project)[0] == [0, 1]
+    assert "resuming" not in rerun and stages_run(rerun) == ["train", "evaluate", "plot", "report"]
+    assert train_log(project)[0] == [1, 2]
 
 
 @pytest.mark.parametrize("prepared", ["seed", "strong"], indirect=True)
@@ -128,6 +128,5 @@ def test_same_params_give_identical_metrics(prepared, uninterrupted, tmp_path):
     project, env = copy_of(prepared, tmp_path / "project")
     run(["dvc", "repro", "--no-run-cache"], project, env)
     for metrics in ["reports/metrics.json", "reports/eval/per_class.csv",
-                    "reports/training/plots/metrics/train/loss.tsv",
-                    "reports/training/plots/metrics/train/accuracy.tsv"]:
+                    "reports/training/loss.csv", "reports/training/accuracy.csv"]:
         assert (project / metrics).read_bytes() == (uninterrupted / metrics).read_bytes(), metrics

@@ -1,7 +1,7 @@
 """Team workflows with the real DVC: experiments, sweeps, comparisons, run cache and remotes.
 
-One module-wide history of two commits (a baseline and a variant with a tiny learning rate),
-trained on a tiny synthetic slice, serves every test; each test works in its own clone. One
+The session-wide history of two trained commits (conftest.py) serves every test; each test
+works in its own clone. One
 module-wide sweep (a 2x2 grid of experiments queued on "machine A") serves the sweep and
 sharing tests.
 """
@@ -21,38 +21,11 @@ import pytest
 import yaml
 
 from tests.conftest import (
-    make_project, run, run_capturing, set_params, stages_run, write_mirror,
+    TINY, VARIANT_LEARNING_RATE, clone, make_project, run, run_capturing, set_params, stages_run,
+    write_mirror,
 )
 
 pytestmark = pytest.mark.slow
-
-VARIANT_LEARNING_RATE = 0.01  # barely trains in one epoch: its accuracy surely differs
-TINY = {"train.epochs": 1, "evaluate.batch_size": 100, "plot.grid_size": 16}
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory):
-    """A repository with two trained commits; returns (path, env, baseline rev, variant rev)."""
-    root = tmp_path_factory.mktemp("team")
-    md5s = write_mirror(root / "mirror", train_count=500, test_count=200)
-    project = root / "project"
-    env = make_project(project, root / "mirror", md5s, **TINY)
-
-    revisions = []
-    for learning_rate in (1.0, VARIANT_LEARNING_RATE):
-        set_params(project, **{"train.optimizer.learning_rate": learning_rate})
-        run(["dvc", "repro"], project, env)
-        run(["git", "add", "-A"], project, env)
-        run(["git", "commit", "-qm", f"learning rate {learning_rate}"], project, env)
-        revisions.append(run(["git", "rev-parse", "HEAD"], project, env).strip())
-    return project, env, *revisions
-
-
-def clone(history, destination):
-    project, env, *_ = history
-    run(["git", "clone", "-q", str(project), str(destination)], destination.parent, env)
-    return destination
-
 
 def locked_model_md5(repository, revision, env):
     return model_md5_in(run(["git", "show", f"{revision}:dvc.lock"], repository, env))
@@ -81,7 +54,7 @@ def test_metrics_params_and_plots_diff_between_commits(history):
     assert (changed["old"], changed["new"]) == (1.0, VARIANT_LEARNING_RATE)
 
     plots = run(["dvc", "plots", "diff", baseline, variant, "--json"], project, env)
-    for plot in ["reports/training/plots/metrics", "reports/eval/predictions.csv",
+    for plot in ["reports/training/accuracy.csv", "reports/eval/predictions.csv",
                  "reports/figures/confusion_matrix.png", "reports/figures/test_predictions.png"]:
         assert plot in plots
 
@@ -168,9 +141,8 @@ def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_pat
     changed = json.loads(diff)["reports/training/metrics.json"]
     assert {"train.loss", "train.accuracy", "train.epoch_seconds"} <= set(changed)
 
-    drawn_from_data = ["reports/training/plots/metrics/train/loss.tsv",
-                       "reports/training/plots/metrics/train/accuracy.tsv",
-                       "reports/training/plots/metrics/train/epoch_seconds.tsv",
+    drawn_from_data = ["reports/training/loss.csv", "reports/training/accuracy.csv",
+                       "reports/training/speed.csv",
                        "reports/eval/predictions.csv", "reports/eval/per_class.csv"]
     for command, revisions in ((["dvc", "plots", "show", "--json"], {"workspace"}),
                                (["dvc", "plots", "diff", baseline, "--json"],

@@ -1,0 +1,57 @@
+"""`dvc plots show` and `dvc plots diff` with a page that draws every plot without a network.
+
+DVC's page loads Vega from a CDN, so offline only its PNG figures appear. This writes an HTML
+template that carries Vega, Vega-Lite and Vega-Embed inline, taken from vl-convert-python at run
+time, and passes it to DVC with --html-template; all other arguments go to `dvc plots` as given:
+
+    python -m stages.plots_offline show
+    python -m stages.plots_offline diff main --open
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import vl_convert
+
+from stages.atomic import atomic_path
+
+TEMPLATE_PATH = Path(".dvc/tmp/offline_plots.html")
+VEGA_LITE = "5.21"  # DVC's templates are Vega-Lite 5 specs
+
+# DVC fills {plot_divs}; each plot's script calls the global vegaEmbed that the bundle sets. The
+# bundle runs in a function so that its top-level names cannot clash with DVC's `var spec`.
+PAGE = """<!DOCTYPE html>
+<html>
+<head>
+    <meta charset="utf-8">
+    <title>DVC Plot</title>
+    <script>(function () {{
+{bundle}
+}})();</script>
+    <style>
+        table {{
+            border-spacing: 15px;
+        }}
+    </style>
+</head>
+<body>
+    {{plot_divs}}
+</body>
+</html>
+"""
+
+
+def write_template():
+    with atomic_path(TEMPLATE_PATH) as temporary:
+        temporary.write_text(PAGE.format(bundle=vl_convert.javascript_bundle(vl_version=VEGA_LITE)))
+    return TEMPLATE_PATH
+
+
+def main(arguments):
+    command = ["dvc", "plots", *arguments, "--html-template", str(write_template())]
+    return subprocess.run(command).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,123 @@
+"""Stage report: reports/README.md, the run's results as one page that a Git host shows when
+someone opens reports/: headline metrics beside the tutorial's, each epoch, each digit, what
+ran, and the figures. Every number comes from the files beside it, so it cannot go stale."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from stages import params
+from stages.atomic import atomic_path
+
+REPORTS_DIR = Path("reports")
+README_PATH = REPORTS_DIR / "README.md"
+FIGURES = {
+    "training_curves.png": "Loss and accuracy each epoch",
+    "confusion_matrix.png": "Confusion matrix of the test set (log colour scale)",
+    "misclassified.png": "Misclassified test digits, most confident first",
+    "test_predictions.png": "Test digits with the model's answers (errors in red)",
+    "train_digits.png": "Training digits",
+}
+
+
+def read_json(path):
+    return json.loads((REPORTS_DIR / path).read_text())
+
+
+def headline(metrics, tutorial):
+    rows = [
+        ("test accuracy", metrics["test"]["accuracy"], tutorial["test_accuracy"]),
+        ("test loss", metrics["test"]["loss"], tutorial["test_loss"]),
+        ("training-set accuracy", metrics["train"]["accuracy"], tutorial["train_accuracy"]),
+        ("training-set loss", metrics["train"]["loss"], tutorial["train_loss"]),
+    ]
+    table = pd.DataFrame(rows, columns=["", "this run", "the tutorial"]).set_index("")
+    return table.to_markdown(floatfmt=".4f")
+
+
+def epochs():
+    """One row an epoch: the curves side by side, then the epoch's speed."""
+    wide = None
+    for metric in ["loss", "accuracy"]:
+        curve = pd.read_csv(REPORTS_DIR / "training" / f"{metric}.csv")
+        columns = curve.pivot(index="epoch", columns="measured_on", values=metric)
+        columns.columns = [f"{metric} ({measured_on})" for measured_on in columns.columns]
+        wide = columns if wide is None else wide.join(columns)
+    speed = pd.read_csv(REPORTS_DIR / "training/speed.csv", index_col="epoch")
+    speed.columns = ["seconds", "images a second"]
+    table = wide.join(speed)
+    return table.to_markdown(floatfmt=["", *[".4f"] * len(wide.columns), ".1f", ".0f"])
+
+
+def digits():
+    per_class = pd.read_csv(REPORTS_DIR / "eval/per_class.csv", index_col="digit")
+    return per_class.to_markdown(floatfmt=["", ".4f", ".4f", ".4f", ".0f", ".0f"])
+
+
+def what_ran(record, last_epoch):
+    versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
+    device = record["device"]
+    bfloat16 = "with" if device.get("bfloat16") else "without"
+    return "\n".join([
+        f"- precision: {record['precision']['used']} (asked for "
+        f"{record['precision']['requested']})",
+        f"- device: {device['count']} {device['type']} ({device['name']}, {bfloat16} bfloat16)",
+        f"- XLA: {'on' if record['xla']['used'] else 'off'}; TensorFlow op determinism: "
+        f"{'on' if record['op_determinism'] else 'off'}",
+        f"- replicas: {record['distribute']['replicas']} ({record['distribute']['requested']})",
+        f"- last epoch: {last_epoch['epoch_seconds']:.1f} s, "
+        f"{last_epoch['images_per_second']:.0f} training images a second",
+        f"- versions: {versions}",
+    ])
+
+
+def render(tutorial):
+    metrics = read_json("metrics.json")
+    training = read_json("training/metrics.json")
+    figures = "\n\n".join(f"![{title}](figures/{name})" for name, title in FIGURES.items()
+                          if (REPORTS_DIR / "figures" / name).exists())
+    return f"""# Results of the last run
+
+Written by the pipeline's report stage (`stages/report.py`) from the files in this folder at
+every `dvc repro`: do not edit it by hand. The tutorial's figures are those of the 2018 Keras
+run this project reproduces.
+
+## Headline
+
+{headline(metrics, tutorial)}
+
+Misclassified test digits: {metrics['test_misclassified']}; macro F1: {metrics['test_macro_f1']:.4f}.
+
+## Each epoch
+
+Loss and accuracy on the training batches are the running means over each epoch, with dropout
+on; on the validation images (when preprocess holds some out) they are measured at its end.
+
+{epochs()}
+
+## Each digit (test set)
+
+{digits()}
+
+## What ran
+
+As the train stage recorded it (`run` in [training/metrics.json](training/metrics.json)):
+
+{what_ran(training['run'], training['train'])}
+
+## Figures
+
+{figures}
+"""
+
+
+def main():
+    report = params.load("report")
+    with atomic_path(README_PATH) as temporary:
+        temporary.write_text(render(report["tutorial"]))
+    print(f"report: {README_PATH}")
+
+
+if __name__ == "__main__":
+    main()
