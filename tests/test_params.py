@@ -16,7 +16,7 @@ def test_defaults_are_the_seed_recipe():
     train = project_params()["train"]
     assert (train["epochs"], train["batch_size"], train["precision"]) == (8, 100, "mixed_bfloat16")
     assert train["optimizer"] == {"name": "adadelta", "learning_rate": 1.0}
-    assert train["lr_decay"] == 1.0
+    assert train["lr_decay"] == 1.0 and train["label_smoothing"] == 0.0
     assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0}
     assert train["model"]["batch_norm"] is False
     assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
@@ -46,6 +46,11 @@ BAD_PARAMS = [
     ("train", ["model", "conv_stack"], [[32, 3]], "item 0: must be a mapping"),
     ("train", ["model", "batch_norm"], 1, "train.model.batch_norm: must be true or false, got 1"),
     ("train", ["lr_decay"], 0, "train.lr_decay: must be > 0, got 0"),
+    ("train", ["label_smoothing"], 1.0, "train.label_smoothing: must be < 1, got 1.0"),
+    ("train", ["optimizer", "use_ema"], "yes", "train.optimizer: use_ema must be true or false"),
+    ("train", ["optimizer", "ema_momentum"], 1, "train.optimizer: ema_momentum must be < 1"),
+    ("train", ["optimizer", "ema"], True, "adadelta takes no argument 'ema' (did you mean"),
+    ("report", ["tutorial", "test_accuracy"], 99.3, "report.tutorial.test_accuracy: must be <= 1"),
     ("train", ["lr_decay"], 1.2, "train.lr_decay: must be <= 1, got 1.2"),
     ("train", ["augment", "rotation"], -10, "train.augment.rotation: must be >= 0, got -10"),
     ("train", ["augment", "shift"], 1, "train.augment.shift: must be < 1, got 1"),
