@@ -10,9 +10,8 @@ import json
 import shutil
 from pathlib import Path
 
-import keras
-
 from stages.atomic import atomic_path, write_json
+from stages.model import load_model
 
 RESUME_DIR = Path("data/resume")
 STATE_FILE = RESUME_DIR / "state.json"
@@ -32,7 +31,7 @@ def load(run_fingerprint):
     try:
         state = json.loads(STATE_FILE.read_text())
         if state["fingerprint"] == run_fingerprint:
-            return keras.models.load_model(RESUME_DIR / state["model"]), state["history"]
+            return load_model(RESUME_DIR / state["model"]), state["history"]
     except (OSError, ValueError, KeyError):
         pass
     clear()

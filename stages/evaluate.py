@@ -16,6 +16,7 @@ import pandas as pd
 from stages import params
 from stages.atomic import atomic_path, write_json
 from stages.data import MODEL_PATH, TRAIN_LOG_DIR, confusion_counts, load_split, model_inputs
+from stages.model import load_model
 
 METRICS_PATH = Path("reports/metrics.json")
 EVAL_DIR = Path("reports/eval")
@@ -81,7 +82,7 @@ def publish_training_log():
 
 def main():
     evaluate = params.load("evaluate")
-    model = keras.models.load_model(MODEL_PATH)
+    model = load_model(MODEL_PATH)
     test_images, test_labels = load_split("test")
     train_images, train_labels = load_split("train")
 

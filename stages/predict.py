@@ -102,9 +102,10 @@ def main(argv=None):
 
     results = []
     if digits:
-        import keras  # only once there is something to classify: TensorFlow takes seconds
+        # Imported only once there is something to classify: TensorFlow takes seconds.
+        from stages.model import load_model
 
-        model = keras.models.load_model(args.model)
+        model = load_model(args.model)
         probabilities = model.predict(np.stack(digits)[..., None], verbose=0)
         for path, digit, scores in zip(files, digits, probabilities):
             top3 = np.argsort(scores)[::-1][:3]

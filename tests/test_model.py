@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from stages.model import build_model, build_optimizer
+from stages.model import FusedBatchNormalization, build_model, build_optimizer, load_model
 from tests.conftest import project_params, strong_recipe_params
 
 
@@ -38,7 +38,7 @@ def test_readme_strong_recipe_builds_the_strong_cnn(tmp_path):
     assert model.count_params() == 306_842
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds[:3] == ["RandomRotation", "RandomTranslation", "RandomZoom"]
-    assert kinds.count("BatchNormalization") == 7 and kinds.count("Conv2D") == 7
+    assert kinds.count("FusedBatchNormalization") == 7 and kinds.count("Conv2D") == 7
     assert "MaxPooling2D" not in kinds  # stride-2 convolutions instead
     strided = [layer for layer in model.layers if getattr(layer, "strides", None) == (2, 2)]
     assert [layer.output.shape[1:] for layer in strided] == [(12, 12, 32), (4, 4, 64)]
@@ -65,3 +65,25 @@ def test_learning_rate_decays_once_an_epoch():
         optimizer.iterations.assign(step)
         rates.append(float(optimizer.learning_rate))
     assert np.allclose(rates, [0.01, 0.01, 0.005, 0.005, 0.0025])
+
+
+def test_fused_batch_normalization_matches_keras_and_reloads(tmp_path):
+    images = np.random.default_rng(0).normal(2.0, 3.0, (32, 6, 6, 4)).astype("float32")
+    fused, keras_own = FusedBatchNormalization(), keras.layers.BatchNormalization()
+    for layer in (fused, keras_own):
+        layer.build(images.shape)
+        for _ in range(3):
+            trained = layer(images, training=True)
+        assert abs(float(np.mean(trained))) < 1e-5 and abs(float(np.std(trained)) - 1) < 1e-3
+    np.testing.assert_allclose(fused(images, training=True), keras_own(images, training=True),
+                               atol=1e-4)
+    # TensorFlow's kernel updates the moving variance with the unbiased batch variance.
+    np.testing.assert_allclose(fused.moving_mean, keras_own.moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(fused.moving_variance, keras_own.moving_variance, rtol=0.01)
+    np.testing.assert_allclose(fused(images), keras_own(images), rtol=0.01, atol=1e-3)
+
+    model = keras.Sequential([keras.Input((6, 6, 4)), fused])
+    model.save(tmp_path / "model.keras")
+    reloaded = load_model(tmp_path / "model.keras")
+    assert type(reloaded.layers[0]) is FusedBatchNormalization
+    np.testing.assert_array_equal(reloaded.predict(images, verbose=0), model.predict(images, verbose=0))
