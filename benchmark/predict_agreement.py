@@ -15,13 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages.data import load_split, model_inputs  # noqa: E402
+from stages.model import load_model  # noqa: E402
 from tests.test_predict import redraw  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         redraw(images, Path(folder))
         for name, path in (model.split("=", 1) for model in args.models):
-            model = keras.models.load_model(path)
+            model = load_model(path)
             original = model.predict(model_inputs(images, labels)[0], verbose=0).argmax(axis=1)
             redrawn = classify(path, folder)
             print(f"{name}: {model.count_params():,} parameters; of {len(labels)} test digits, "
