@@ -83,6 +83,15 @@ def _md5_table(value):
     return None
 
 
+POSITIVE = _number(0, above_minimum=True)
+NON_NEGATIVE = _number(0)
+OPTIMIZER_ARGUMENT_CHECKS = {
+    "learning_rate": POSITIVE,
+    "use_ema": _boolean,
+    "ema_momentum": _number(0, 1, below_maximum=True),
+}
+
+
 def _optimizer(value):
     if not isinstance(value, dict) or "name" not in value:
         return "must be a mapping with a name and the optimizer's arguments"
@@ -97,12 +106,8 @@ def _optimizer(value):
             return f"{name} takes no argument {argument!r}" + _suggestion(
                 argument, known, prefix=""
             )
-        if argument == "use_ema":
-            problem = _boolean(given)
-        elif argument == "ema_momentum":
-            problem = _number(0, 1, below_maximum=True)(given)
-        else:
-            problem = _number(0, above_minimum=argument == "learning_rate")(given)
+        check = OPTIMIZER_ARGUMENT_CHECKS.get(argument, NON_NEGATIVE)
+        problem = check(given)
         if problem:
             return f"{argument} {problem}"
     return None

@@ -38,16 +38,16 @@ def headline(metrics, tutorial):
 
 def epochs():
     """One row an epoch: the curves side by side, then the epoch's speed."""
-    wide = None
+    curves = []
     for metric in ["loss", "accuracy"]:
         curve = pd.read_csv(REPORTS_DIR / "training" / f"{metric}.csv")
-        columns = curve.pivot(index="epoch", columns="measured_on", values=metric)
-        columns.columns = [f"{metric} ({measured_on})" for measured_on in columns.columns]
-        wide = columns if wide is None else wide.join(columns)
+        curve = curve.pivot(index="epoch", columns="measured_on", values=metric)
+        curves.append(curve.add_prefix(f"{metric} (").add_suffix(")"))
     speed = pd.read_csv(REPORTS_DIR / "training/speed.csv", index_col="epoch")
     speed.columns = ["seconds", "images a second"]
-    table = wide.join(speed)
-    return table.to_markdown(floatfmt=["", *[".4f"] * len(wide.columns), ".1f", ".0f"])
+    table = pd.concat([*curves, speed], axis=1)
+    curve_columns = len(table.columns) - len(speed.columns)
+    return table.to_markdown(floatfmt=["", *[".4f"] * curve_columns, ".1f", ".0f"])
 
 
 def digits():
@@ -75,8 +75,7 @@ def what_ran(record, last_epoch):
 def render(tutorial):
     metrics = read_json("metrics.json")
     training = read_json("training/metrics.json")
-    figures = "\n\n".join(f"![{title}](figures/{name})" for name, title in FIGURES.items()
-                          if (REPORTS_DIR / "figures" / name).exists())
+    figures = "\n\n".join(f"![{title}](figures/{name})" for name, title in FIGURES.items())
     return f"""# Results of the last run
 
 Written by the pipeline's report stage (`stages/report.py`) from the files in this folder at

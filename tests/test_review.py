@@ -46,7 +46,8 @@ def test_pipeline_writes_a_reports_readme_that_matches_its_metrics(history):
         per_class = pd.read_csv(io.StringIO(at(project, env, revision, "reports/eval/per_class.csv")))
         for row in per_class.itertuples():
             assert re.search(rf"\|\s+{row.digit} \|\s+{row.precision:.4f} \|", page)
-        assert "mixed_bfloat16" in page or "float32" in page
+        record = json.loads(at(project, env, revision, "reports/training/metrics.json"))["run"]
+        assert f"- precision: {record['precision']['used']} (asked for " in page
         links = image_links(page)
         assert len(links) == 5
         for link in links:  # each committed beside the page

@@ -20,10 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import (
-    TINY, VARIANT_LEARNING_RATE, clone, make_project, run, run_capturing, set_params, stages_run,
-    write_mirror,
-)
+from tests.conftest import VARIANT_LEARNING_RATE, clone, run, run_capturing, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
