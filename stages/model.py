@@ -93,20 +93,30 @@ def build_model(train):
     return keras.Sequential(layers, name="mnist_cnn")
 
 
-def build_optimizer(train, steps_per_epoch):
-    """A Keras optimizer from {name: ..., argument: value, ...}, its learning rate multiplied by
-    train.lr_decay after every epoch. The schedule lives in the optimizer, so it is saved with
-    the model and a resumed run continues it."""
-    optimizer = dict(train["optimizer"])
-    if train["lr_decay"] != 1:
-        optimizer["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(
-            optimizer.get("learning_rate", 0.001),  # Keras' default for every optimizer here
-            decay_steps=steps_per_epoch,
-            decay_rate=train["lr_decay"],
-            staircase=True,
+def learning_rate(train, steps_per_epoch):
+    """The optimizer's learning rate, or a Keras schedule of it stepped by the optimizer's
+    iterations, so it is saved with the model and a resumed run continues it."""
+    peak = train["optimizer"].get("learning_rate", 0.001)  # Keras' default for every optimizer here
+    if train["lr_schedule"] == "cosine":
+        warmup_steps = round(train["lr_warmup_epochs"] * steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else peak,
+            decay_steps=train["epochs"] * steps_per_epoch - warmup_steps,
+            warmup_target=peak if warmup_steps else None,
+            warmup_steps=warmup_steps,
         )
-    arguments = {key: value for key, value in optimizer.items() if key != "name"}
-    return keras.optimizers.get({"class_name": optimizer["name"], "config": arguments})
+    if train["lr_decay"] != 1:
+        return keras.optimizers.schedules.ExponentialDecay(
+            peak, decay_steps=steps_per_epoch, decay_rate=train["lr_decay"], staircase=True
+        )
+    return peak
+
+
+def build_optimizer(train, steps_per_epoch):
+    """A Keras optimizer from {name: ..., argument: value, ...} and the learning-rate schedule."""
+    arguments = {key: value for key, value in train["optimizer"].items() if key != "name"}
+    arguments["learning_rate"] = learning_rate(train, steps_per_epoch)
+    return keras.optimizers.get({"class_name": train["optimizer"]["name"], "config": arguments})
 
 
 def load_model(path):

@@ -26,6 +26,7 @@ SHARED_OPTIMIZER_ARGUMENTS = {"weight_decay", "use_ema", "ema_momentum"}
 ACTIVATIONS = {"relu", "elu", "gelu", "selu", "silu", "tanh", "sigmoid"}
 PRECISIONS = {"float32", "mixed_bfloat16", "mixed_float16"}
 DISTRIBUTIONS = {"none", "mirrored"}
+LR_SCHEDULES = {"exponential", "cosine"}
 
 
 class ParamsError(ValueError):
@@ -172,7 +173,9 @@ SCHEMA = {
         "xla": _boolean,
         "distribute": _one_of(DISTRIBUTIONS),
         "optimizer": _optimizer,
+        "lr_schedule": _one_of(LR_SCHEDULES),
         "lr_decay": _number(0, 1, above_minimum=True),
+        "lr_warmup_epochs": NON_NEGATIVE,
         "label_smoothing": _number(0, 1, below_maximum=True),
         "augment": {
             "rotation": _number(0, 180),
@@ -247,6 +250,19 @@ def _check_model_fits(conv_stack):
             )
 
 
+def _check_schedule(train):
+    """lr_decay belongs to the exponential schedule, the warm-up to the cosine one."""
+    if train["lr_schedule"] == "cosine" and train["lr_decay"] != 1:
+        raise ParamsError("train.lr_decay: applies to lr_schedule exponential only; "
+                          f"cosine falls to 0 by itself, got {train['lr_decay']!r}")
+    if train["lr_schedule"] == "exponential" and train["lr_warmup_epochs"]:
+        raise ParamsError("train.lr_warmup_epochs: applies to lr_schedule cosine only, "
+                          f"got {train['lr_warmup_epochs']!r}")
+    if train["lr_warmup_epochs"] >= train["epochs"]:
+        raise ParamsError(f"train.lr_warmup_epochs: must be < train.epochs "
+                          f"({train['epochs']}), got {train['lr_warmup_epochs']!r}")
+
+
 def check_section(params, section):
     """Return params[section] if it matches SCHEMA, else raise ParamsError naming the key."""
     if section not in params:
@@ -255,6 +271,7 @@ def check_section(params, section):
     _check(values, SCHEMA[section], section)
     if section == "train":
         _check_model_fits(values["model"]["conv_stack"])
+        _check_schedule(values)
     return values
 
 

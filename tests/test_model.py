@@ -67,6 +67,19 @@ def test_learning_rate_decays_once_an_epoch():
     assert np.allclose(rates, [0.01, 0.01, 0.005, 0.005, 0.0025])
 
 
+def test_cosine_schedule_warms_up_then_falls_to_zero():
+    train = {**project_params()["train"], "optimizer": {"name": "adam", "learning_rate": 0.01},
+             "lr_schedule": "cosine", "lr_warmup_epochs": 1, "epochs": 3}
+    optimizer = build_optimizer(train, steps_per_epoch=10)
+
+    rates = []
+    for step in (0, 5, 10, 20, 30):
+        optimizer.iterations.assign(step)
+        rates.append(float(optimizer.learning_rate))
+    # Linear to the peak over the first epoch, then half a cosine over the last two.
+    assert np.allclose(rates, [0.0, 0.005, 0.01, 0.005, 0.0], atol=1e-7)
+
+
 def test_fused_batch_normalization_matches_keras_and_reloads(tmp_path):
     images = np.random.default_rng(0).normal(2.0, 3.0, (32, 6, 6, 4)).astype("float32")
     fused, keras_own = FusedBatchNormalization(), keras.layers.BatchNormalization()

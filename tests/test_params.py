@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import yaml
@@ -16,7 +17,8 @@ def test_defaults_are_the_seed_recipe():
     train = project_params()["train"]
     assert (train["epochs"], train["batch_size"], train["precision"]) == (8, 100, "mixed_bfloat16")
     assert train["optimizer"] == {"name": "adadelta", "learning_rate": 1.0}
-    assert train["lr_decay"] == 1.0 and train["label_smoothing"] == 0.0
+    assert (train["lr_schedule"], train["lr_decay"], train["lr_warmup_epochs"]) == ("exponential", 1.0, 0)
+    assert train["label_smoothing"] == 0.0
     assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0}
     assert train["model"]["batch_norm"] is False
     assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
@@ -46,6 +48,9 @@ BAD_PARAMS = [
     ("train", ["model", "conv_stack"], [[32, 3]], "item 0: must be a mapping"),
     ("train", ["model", "batch_norm"], 1, "train.model.batch_norm: must be true or false, got 1"),
     ("train", ["lr_decay"], 0, "train.lr_decay: must be > 0, got 0"),
+    ("train", ["lr_schedule"], "onecycle", "train.lr_schedule: must be one of cosine, exponential"),
+    ("train", ["lr_warmup_epochs"], 1, "train.lr_warmup_epochs: applies to lr_schedule cosine only"),
+    ("train", ["lr_warmup_epochs"], -1, "train.lr_warmup_epochs: must be >= 0, got -1"),
     ("train", ["label_smoothing"], 1.0, "train.label_smoothing: must be < 1, got 1.0"),
     ("train", ["optimizer", "use_ema"], "yes", "train.optimizer: use_ema must be true or false"),
     ("train", ["optimizer", "ema_momentum"], 1, "train.optimizer: ema_momentum must be < 1"),
@@ -123,3 +128,14 @@ def test_optional_arguments_are_accepted():
         {"max_pool": 2},
     ]
     params.check_section(good, "train")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"lr_schedule": "cosine", "lr_decay": 0.8}, "train.lr_decay: applies to lr_schedule exponential only"),
+    ({"lr_schedule": "cosine", "lr_warmup_epochs": 8}, "train.lr_warmup_epochs: must be < train.epochs (8), got 8"),
+])
+def test_schedule_keys_must_agree(changes, message):
+    bad = copy.deepcopy(project_params())
+    bad["train"].update(changes)
+    with pytest.raises(params.ParamsError, match=re.escape(message)):
+        params.check_section(bad, "train")
