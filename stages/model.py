@@ -96,7 +96,7 @@ def build_model(train):
 def learning_rate(train, steps_per_epoch):
     """The optimizer's learning rate, or a Keras schedule of it stepped by the optimizer's
     iterations, so it is saved with the model and a resumed run continues it."""
-    peak = train["optimizer"].get("learning_rate", 0.001)  # Keras' default for every optimizer here
+    peak = train["optimizer"]["learning_rate"]
     if train["lr_schedule"] == "cosine":
         warmup_steps = round(train["lr_warmup_epochs"] * steps_per_epoch)
         return keras.optimizers.schedules.CosineDecay(

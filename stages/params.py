@@ -94,8 +94,8 @@ OPTIMIZER_ARGUMENT_CHECKS = {
 
 
 def _optimizer(value):
-    if not isinstance(value, dict) or "name" not in value:
-        return "must be a mapping with a name and the optimizer's arguments"
+    if not isinstance(value, dict) or "name" not in value or "learning_rate" not in value:
+        return "must be a mapping with a name, a learning_rate and the optimizer's other arguments"
     name = value["name"]
     if name not in OPTIMIZER_ARGUMENTS:
         return f"name must be one of {', '.join(sorted(OPTIMIZER_ARGUMENTS))}"
@@ -130,12 +130,12 @@ def _conv_stack_item(item):
     if not isinstance(item, dict):
         return "must be a mapping: a convolution {filters, kernel_size, strides, padding}, " \
                "{max_pool: size} or {dropout: rate}"
-    if "max_pool" in item or "dropout" in item:
-        (key, value), *others = item.items()
-        if others or key not in ("max_pool", "dropout"):
-            return f"{key} must be alone in its item"
-        problem = (POSITIVE_INT if key == "max_pool" else DROPOUT_RATE)(value)
-        return f"{key} {problem}" if problem else None
+    for key, check in (("max_pool", POSITIVE_INT), ("dropout", DROPOUT_RATE)):
+        if key in item:
+            if len(item) > 1:
+                return f"{key} must be alone in its item"
+            problem = check(item[key])
+            return f"{key} {problem}" if problem else None
     for key, value in item.items():
         if key not in CONVOLUTION:
             return f"unknown key {key!r}" + _suggestion(
