@@ -19,6 +19,14 @@ from stages.data import NUM_CLASSES, confusion_counts, load_split
 TRAINING_DIR = Path("reports/training")
 PREDICTIONS_PATH = Path("reports/eval/predictions.csv")
 FIGURES_DIR = Path("reports/figures")
+# Every PNG this stage writes, with its caption on the report stage's page, in the page's order.
+FIGURES = {
+    "training_curves.png": "Loss and accuracy each epoch",
+    "confusion_matrix.png": "Confusion matrix of the test set (log colour scale)",
+    "misclassified.png": "Misclassified test digits, most confident first",
+    "test_predictions.png": "Test digits with the model's answers (errors in red)",
+    "train_digits.png": "Training digits",
+}
 
 
 def save(figure, path):
@@ -26,6 +34,13 @@ def save(figure, path):
         figure.savefig(temporary, dpi=80)
     plt.close(figure)
     print(f"plot: {path}")
+
+
+def save_figure(figure, name):
+    """One of this stage's FIGURES, into FIGURES_DIR."""
+    if name not in FIGURES:
+        raise KeyError(f"{name}: give it a caption in FIGURES, for the report page")
+    save(figure, FIGURES_DIR / name)
 
 
 def digit_grid(images, titles, title_colors):
@@ -69,7 +84,7 @@ def confusion_heatmap(predictions):
              ylabel="actual", title="Confusion matrix (test set)")
     figure.colorbar(image, ticks=[0, 1, 10, 100, 1000], format="%d", label="test digits (log scale)")
     figure.tight_layout()
-    save(figure, FIGURES_DIR / "confusion_matrix.png")
+    save_figure(figure, "confusion_matrix.png")
 
 
 def main():
@@ -81,25 +96,22 @@ def main():
     grid_size = plot["grid_size"]
 
     shown = rng.choice(len(train_images), min(grid_size, len(train_images)), replace=False)
-    save(digit_grid(train_images[shown], [f"actual:{label}" for label in train_labels[shown]],
-                    ["black"] * len(shown)), FIGURES_DIR / "train_digits.png")
+    titles = [f"actual:{label}" for label in train_labels[shown]]
+    save_figure(digit_grid(train_images[shown], titles, ["black"] * len(shown)), "train_digits.png")
 
     shown = predictions.iloc[rng.choice(len(predictions), min(grid_size, len(predictions)), replace=False)]
-    save(digit_grid(test_images[shown["image"]],
-                    [f"actual:{row.actual}\npredict:{row.predicted}" for row in shown.itertuples()],
-                    ["red" if row.actual != row.predicted else "black"
-                     for row in shown.itertuples()]),
-         FIGURES_DIR / "test_predictions.png")
+    titles = [f"actual:{row.actual}\npredict:{row.predicted}" for row in shown.itertuples()]
+    colors = ["red" if row.actual != row.predicted else "black" for row in shown.itertuples()]
+    save_figure(digit_grid(test_images[shown["image"]], titles, colors), "test_predictions.png")
 
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
     wrong = wrong.sort_values("probability", ascending=False).head(grid_size)
-    save(digit_grid(test_images[wrong["image"]],
-                    [f"actual:{row.actual}\npredict:{row.predicted} ({row.probability:.2f})"
-                     for row in wrong.itertuples()],
-                    ["red"] * len(wrong)),
-         FIGURES_DIR / "misclassified.png")
+    titles = [f"actual:{row.actual}\npredict:{row.predicted} ({row.probability:.2f})"
+              for row in wrong.itertuples()]
+    save_figure(digit_grid(test_images[wrong["image"]], titles, ["red"] * len(wrong)),
+                "misclassified.png")
 
-    save(training_curves(), FIGURES_DIR / "training_curves.png")
+    save_figure(training_curves(), "training_curves.png")
     confusion_heatmap(predictions)
 
 

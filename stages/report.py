@@ -9,16 +9,10 @@ import pandas as pd
 
 from stages import params
 from stages.atomic import atomic_path
+from stages.plot import FIGURES
 
 REPORTS_DIR = Path("reports")
 README_PATH = REPORTS_DIR / "README.md"
-FIGURES = {
-    "training_curves.png": "Loss and accuracy each epoch",
-    "confusion_matrix.png": "Confusion matrix of the test set (log colour scale)",
-    "misclassified.png": "Misclassified test digits, most confident first",
-    "test_predictions.png": "Test digits with the model's answers (errors in red)",
-    "train_digits.png": "Training digits",
-}
 
 
 def read_json(path):

@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
@@ -90,3 +91,11 @@ def test_validation_curves_share_the_training_curves_charts(tmp_path, tiny_mirro
         assert [line.get_label() for line in axis.get_lines()] == [
             "training batches", "validation images"]
         assert all(list(line.get_xdata()) == [1, 2] for line in axis.get_lines())
+
+
+def test_every_figure_has_a_caption_on_the_report_page(tmp_path, monkeypatch):
+    assert sorted(plot.FIGURES) == FIGURES
+    monkeypatch.setattr(plot, "FIGURES_DIR", tmp_path)
+    with pytest.raises(KeyError, match="uncaptioned.png: give it a caption in FIGURES"):
+        plot.save_figure(plt.figure(), "uncaptioned.png")
+    assert not list(tmp_path.iterdir())
