@@ -100,10 +100,8 @@ def learning_rate(train, steps_per_epoch):
     if train["lr_schedule"] == "cosine":
         warmup_steps = round(train["lr_warmup_epochs"] * steps_per_epoch)
         return keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup_steps else peak,
-            decay_steps=train["epochs"] * steps_per_epoch - warmup_steps,
-            warmup_target=peak if warmup_steps else None,
-            warmup_steps=warmup_steps,
+            0.0, decay_steps=train["epochs"] * steps_per_epoch - warmup_steps,
+            warmup_target=peak, warmup_steps=warmup_steps,
         )
     if train["lr_decay"] != 1:
         return keras.optimizers.schedules.ExponentialDecay(

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from stages.model import FusedBatchNormalization, build_model, build_optimizer, load_model
 from tests.conftest import project_params, strong_recipe_params
@@ -67,17 +68,22 @@ def test_learning_rate_decays_once_an_epoch():
     assert np.allclose(rates, [0.01, 0.01, 0.005, 0.005, 0.0025])
 
 
-def test_cosine_schedule_warms_up_then_falls_to_zero():
+@pytest.mark.parametrize("warmup_epochs, expected", [
+    # Linear to the peak over the first epoch, then half a cosine over the last two.
+    (1, [0.0, 0.005, 0.01, 0.005, 0.0]),
+    # No warm-up: half a cosine over all three epochs, from the peak.
+    (0, [0.01, 0.00933, 0.0075, 0.0025, 0.0]),
+])
+def test_cosine_schedule_falls_to_zero_after_any_warm_up(warmup_epochs, expected):
     train = {**project_params()["train"], "optimizer": {"name": "adam", "learning_rate": 0.01},
-             "lr_schedule": "cosine", "lr_warmup_epochs": 1, "epochs": 3}
+             "lr_schedule": "cosine", "lr_warmup_epochs": warmup_epochs, "epochs": 3}
     optimizer = build_optimizer(train, steps_per_epoch=10)
 
     rates = []
     for step in (0, 5, 10, 20, 30):
         optimizer.iterations.assign(step)
         rates.append(float(optimizer.learning_rate))
-    # Linear to the peak over the first epoch, then half a cosine over the last two.
-    assert np.allclose(rates, [0.0, 0.005, 0.01, 0.005, 0.0], atol=1e-7)
+    assert np.allclose(rates, expected, atol=1e-5)
 
 
 def test_fused_batch_normalization_matches_keras_and_reloads(tmp_path):
