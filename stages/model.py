@@ -69,26 +69,35 @@ class RandomAffine(keras.layers.Layer):
                 (ops.shape(images)[0],), -limit, limit, seed=self.seed_generator
             )
 
-        angle = uniform(self.rotation * math.pi / 180)
-        scale = 1 + uniform(self.zoom)
-        shift_x = uniform(self.shift * images.shape[2])
-        shift_y = uniform(self.shift * images.shape[1])
-        # Output pixel (x, y) reads the input at centre + scale * rotation * ((x, y) - centre)
-        # - shift: the matrix's rows, as affine_transform takes them.
-        centre_x, centre_y = (images.shape[2] - 1) / 2, (images.shape[1] - 1) / 2
-        a0, a1 = scale * ops.cos(angle), -scale * ops.sin(angle)
-        b0, b1 = -a1, a0
-        zeros = ops.zeros_like(angle)
-        transform = ops.stack([
-            a0, a1, centre_x - shift_x - a0 * centre_x - a1 * centre_y,
-            b0, b1, centre_y - shift_y - b0 * centre_x - b1 * centre_y,
-            zeros, zeros,
-        ], axis=1)
+        transform = affine_rows(
+            angle=uniform(self.rotation * math.pi / 180),
+            scale=1 + uniform(self.zoom),
+            shift_x=uniform(self.shift * images.shape[2]),
+            shift_y=uniform(self.shift * images.shape[1]),
+            height=images.shape[1], width=images.shape[2],
+        )
         return ops.image.affine_transform(images, transform, fill_mode="constant")
 
     def get_config(self):
         return {**super().get_config(), "rotation": self.rotation, "shift": self.shift,
                 "zoom": self.zoom, "seed": self.seed}
+
+
+def affine_rows(angle, scale, shift_x, shift_y, height, width):
+    """One affine_transform row per image: output pixel (x, y) reads the input at
+    centre + scale * rotation(angle) * ((x, y) - centre) - shift: a positive angle turns the
+    digit anticlockwise as displayed, a scale above 1 shrinks it, a positive shift moves it right
+    and down."""
+    ops = keras.ops
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    a0, a1 = scale * ops.cos(angle), -scale * ops.sin(angle)
+    b0, b1 = -a1, a0
+    zeros = ops.zeros_like(a0)
+    return ops.stack([
+        a0, a1, centre_x - shift_x - a0 * centre_x - a1 * centre_y,
+        b0, b1, centre_y - shift_y - b0 * centre_x - b1 * centre_y,
+        zeros, zeros,
+    ], axis=1)
 
 
 def augmentation_layers(augment):

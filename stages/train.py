@@ -42,8 +42,8 @@ class EpochSeeds(keras.callbacks.Callback):
     """Restarts every random stream of the model's layers at every epoch from (seed, epoch).
 
     Keras does not save these streams with a model, so without this a resumed run would draw
-    other dropout masks and augmentations than an uninterrupted one. Dropout keeps its stream in
-    `seed_generator`, the augmentation layers in `generator`.
+    other dropout masks and augmentations than an uninterrupted one. Dropout and RandomAffine
+    keep their streams in `seed_generator`.
     """
 
     def __init__(self, seed):
@@ -52,9 +52,9 @@ class EpochSeeds(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         for index, layer in enumerate(self.model.layers):
-            for stream in (getattr(layer, "seed_generator", None), getattr(layer, "generator", None)):
-                if isinstance(stream, keras.random.SeedGenerator):
-                    stream.state.assign([self.seed + index, epoch << 20])
+            stream = getattr(layer, "seed_generator", None)
+            if isinstance(stream, keras.random.SeedGenerator):
+                stream.state.assign([self.seed + index, epoch << 20])
 
 
 class Checkpoint(keras.callbacks.Callback):

@@ -2,7 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from stages.model import FusedBatchNormalization, build_model, build_optimizer, load_model
+from stages.model import (
+    FusedBatchNormalization, affine_rows, build_model, build_optimizer, load_model,
+)
 from tests.conftest import project_params, strong_recipe_params
 
 
@@ -54,6 +56,28 @@ def test_augmentation_acts_in_training_only(tmp_path):
     assert np.array_equal(augmentation(digits, training=False), digits)
     changed = augmentation(digits, training=True)
     assert changed.shape == digits.shape and not np.allclose(changed, digits)
+
+
+def affine(image, angle=0.0, scale=1.0, shift_x=0.0, shift_y=0.0):
+    draws = (np.array([value], "float32") for value in (angle, scale, shift_x, shift_y))
+    rows = affine_rows(*draws, height=28, width=28)
+    return keras.ops.convert_to_numpy(
+        keras.ops.image.affine_transform(image, rows, fill_mode="constant"))
+
+
+def test_affine_rows_turn_zoom_and_shift_about_the_centre():
+    seven = np.zeros((1, 28, 28, 1), "float32")
+    seven[0, 5, 10:18] = seven[0, 5:20, 17] = 1
+    square = np.zeros((1, 28, 28, 1), "float32")
+    square[0, 10:18, 10:18] = 1
+    half_square = np.zeros_like(square)
+    half_square[0, 12:16, 12:16] = 1
+
+    assert np.allclose(affine(seven), seven, atol=1e-6)
+    assert np.allclose(affine(seven, angle=np.pi / 2), np.rot90(seven, axes=(1, 2)), atol=1e-6)
+    moved = np.roll(seven, (-2, 3), axis=(1, 2))  # right 3, up 2
+    assert np.array_equal(affine(seven, shift_x=3, shift_y=-2), moved)
+    assert np.allclose(affine(square, scale=2), half_square, atol=1e-6)
 
 
 def test_learning_rate_decays_once_an_epoch():
