@@ -62,21 +62,21 @@ class RandomAffine(keras.layers.Layer):
     def call(self, images, training=None):
         if not training:
             return images
-        ops = keras.ops
+        height, width = images.shape[1:3]
 
         def uniform(limit):
             return keras.random.uniform(
-                (ops.shape(images)[0],), -limit, limit, seed=self.seed_generator
+                (keras.ops.shape(images)[0],), -limit, limit, seed=self.seed_generator
             )
 
         transform = affine_rows(
             angle=uniform(self.rotation * math.pi / 180),
             scale=1 + uniform(self.zoom),
-            shift_x=uniform(self.shift * images.shape[2]),
-            shift_y=uniform(self.shift * images.shape[1]),
-            height=images.shape[1], width=images.shape[2],
+            shift_x=uniform(self.shift * width),
+            shift_y=uniform(self.shift * height),
+            height=height, width=width,
         )
-        return ops.image.affine_transform(images, transform, fill_mode="constant")
+        return keras.ops.image.affine_transform(images, transform, fill_mode="constant")
 
     def get_config(self):
         return {**super().get_config(), "rotation": self.rotation, "shift": self.shift,
