@@ -16,7 +16,7 @@ from stages.model import load_model
 RESUME_DIR = Path("data/resume")
 STATE_FILE = RESUME_DIR / "state.json"
 FINGERPRINTED_CODE = [Path(__file__).with_name(name)
-                      for name in ("train.py", "model.py", "data.py", "provenance.py")]
+                      for name in ("train.py", "model.py", "data.py", "provenance.py", "seeds.py")]
 
 
 def fingerprint(train_params, data_files):

@@ -15,13 +15,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Keras 3 builds batch normalization from separate element-wise ops, which made an epoch of the
     README's strong recipe about 1.5x as long on a CPU as without it; with TensorFlow's fused
     kernel (what Keras 2 used) an epoch at batch 100 took about 20.5 s instead of 33-36 s. Same
-    weights, config and moving averages; other inputs (masks, renormalization, the dense layers'
-    2-D batches) take Keras' own path. A script that loads a model with these layers imports
+    weights and config; the moving variance follows the unbiased batch variance (Keras' the
+    biased one). Other cases (masks, renormalization, statistics synchronized across replicas,
+    the dense layers' 2-D batches) take Keras' own path. A script that loads a model with these layers imports
     stages.model first.
     """
 
     def call(self, inputs, training=None, mask=None):
-        if mask is not None or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+        if (mask is not None or self.renorm or self.synchronized or len(inputs.shape) != 4
+                or self.axis not in (-1, 3)):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         gamma = self.gamma if self.scale else tf.ones(channels)
@@ -62,6 +64,11 @@ class RandomAffine(keras.layers.Layer):
     def call(self, images, training=None):
         if not training:
             return images
+        return self.transform(images, **self.draw(images))
+
+    def draw(self, images):
+        """Per image: angle (radians), scale, shift_x and shift_y (pixels), each uniform within
+        the layer's limits."""
         height, width = images.shape[1:3]
 
         def uniform(limit):
@@ -69,14 +76,15 @@ class RandomAffine(keras.layers.Layer):
                 (keras.ops.shape(images)[0],), -limit, limit, seed=self.seed_generator
             )
 
-        transform = affine_rows(
-            angle=uniform(self.rotation * math.pi / 180),
-            scale=1 + uniform(self.zoom),
-            shift_x=uniform(self.shift * width),
-            shift_y=uniform(self.shift * height),
-            height=height, width=width,
-        )
-        return keras.ops.image.affine_transform(images, transform, fill_mode="constant")
+        return {"angle": uniform(self.rotation * math.pi / 180), "scale": 1 + uniform(self.zoom),
+                "shift_x": uniform(self.shift * width), "shift_y": uniform(self.shift * height)}
+
+    @staticmethod
+    def transform(images, angle, scale, shift_x, shift_y):
+        """Each image resampled once through affine_rows."""
+        height, width = images.shape[1:3]
+        rows = affine_rows(angle, scale, shift_x, shift_y, height=height, width=width)
+        return keras.ops.image.affine_transform(images, rows, fill_mode="constant")
 
     def get_config(self):
         return {**super().get_config(), "rotation": self.rotation, "shift": self.shift,
@@ -109,10 +117,11 @@ def augmentation_layers(augment):
 
 def with_activation(layer_class, arguments, batch_norm, activation):
     """A convolution or dense layer and its activation, with batch normalization between them
-    when asked (the layer then needs no bias: normalization subtracts it)."""
+    when asked (the layer then needs no bias: normalization subtracts it). batch_norm is False,
+    or the arguments of the normalization layer."""
     if not batch_norm:
         return [layer_class(**arguments, activation=activation)]
-    return [layer_class(**arguments, use_bias=False), FusedBatchNormalization(),
+    return [layer_class(**arguments, use_bias=False), FusedBatchNormalization(**batch_norm),
             keras.layers.Activation(activation)]
 
 
@@ -128,17 +137,26 @@ def feature_layers(conv_stack, batch_norm, activation):
     return layers
 
 
+def batch_norm_arguments(train):
+    """False without batch normalization. With several replicas, each would otherwise normalize
+    by its own part of the batch and keep its own moving averages, of which the saved model
+    holds the first replica's: synchronized statistics are those of the whole batch."""
+    if not train["model"]["batch_norm"]:
+        return False
+    return {"synchronized": train["distribute"] != "none"}
+
+
 def build_model(train):
     """Augmentation, the convolution stack, dense layers with dropout, softmax: the seed CNN with
     the defaults of params.yaml."""
     model = train["model"]
+    batch_norm = batch_norm_arguments(train)
     layers = [keras.Input(shape=(28, 28, 1)), *augmentation_layers(train["augment"])]
-    layers += feature_layers(model["conv_stack"], model["batch_norm"], model["activation"])
+    layers += feature_layers(model["conv_stack"], batch_norm, model["activation"])
     layers += [keras.layers.Flatten(), keras.layers.Dropout(model["dropout"])]
     for units in model["dense_units"]:
-        layers += with_activation(
-            keras.layers.Dense, {"units": units}, model["batch_norm"], model["activation"]
-        )
+        layers += with_activation(keras.layers.Dense, {"units": units}, batch_norm,
+                                  model["activation"])
         layers.append(keras.layers.Dropout(model["dropout"]))
     # float32 probabilities whatever the precision policy: mixed-precision softmax loses accuracy.
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"))

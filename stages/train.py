@@ -12,12 +12,13 @@ import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
-from stages import checkpoint, params, provenance
+from stages import checkpoint, params, provenance, seeds
 from stages.atomic import atomic_path
 from stages.data import MODEL_PATH, PREPARED_DIR, TRAIN_LOG_DIR, load_split, model_inputs
 from stages.model import build_model, build_optimizer
@@ -38,23 +39,32 @@ class EpochTimer(keras.callbacks.Callback):
         logs.update(epoch_seconds=seconds, images_per_second=self.images / seconds)
 
 
-class EpochSeeds(keras.callbacks.Callback):
-    """Restarts every random stream of the model's layers at every epoch from (seed, epoch).
+def reseed_layers(model, seed, epoch):
+    """Restarts the random stream of every layer that has one (dropout, RandomAffine) from
+    (seed, layer, epoch, replica).
 
     Keras does not save these streams with a model, so without this a resumed run would draw
-    other dropout masks and augmentations than an uninterrupted one. Dropout and RandomAffine
-    keep their streams in `seed_generator`.
+    other dropout masks and augmentations than an uninterrupted one. Under a tf.distribute
+    strategy each replica holds its own copy of a stream (Keras creates them unaggregated); given
+    the same state, the replicas would drop the same units of their halves of a batch.
     """
+    for index, layer in enumerate(model.layers):
+        stream = getattr(layer, "seed_generator", None)
+        if isinstance(stream, keras.random.SeedGenerator):
+            replicas = getattr(stream.state.value, "values", (stream.state,))
+            for replica, state in enumerate(replicas):
+                state.assign(seeds.layer_stream(seed, index, epoch, replica))
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Calls reseed_layers at the start of every epoch."""
 
     def __init__(self, seed):
         super().__init__()
         self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
-        for index, layer in enumerate(self.model.layers):
-            stream = getattr(layer, "seed_generator", None)
-            if isinstance(stream, keras.random.SeedGenerator):
-                stream.state.assign([self.seed + index, epoch << 20])
+        reseed_layers(self.model, self.seed, epoch)
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -70,22 +80,17 @@ class Checkpoint(keras.callbacks.Callback):
 
 
 def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
-    """Batches for epochs first_epoch..epochs-1, each epoch in an order fixed by (seed, epoch).
+    """Batches for epochs first_epoch..epochs-1, each epoch in the order seeds.batch_order gives.
 
     The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
     uninterrupted one. Arrays are model inputs already (see model_inputs).
     """
+    orders = [seeds.batch_order(seed, epoch, len(labels)) for epoch in range(first_epoch, epochs)]
+    orders = np.array(orders, np.int64).reshape(-1, len(labels))  # (0, count) when none are left
     images, labels = tf.constant(images), tf.constant(labels)
-
-    def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(len(labels)), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
-        )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
     return (
-        tf.data.Dataset.range(first_epoch, epochs)
-        .flat_map(epoch_batches)
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
         .map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
         .prefetch(tf.data.AUTOTUNE)
     )
