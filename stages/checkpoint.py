@@ -8,6 +8,7 @@ the params, the data and the training code ties the state to one run: anything e
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from stages.atomic import atomic_path, write_json
@@ -27,13 +28,21 @@ def fingerprint(train_params, data_files):
 
 
 def load(run_fingerprint):
-    """Return (model, per-epoch logs) saved by this same run, or None (discarding other state)."""
+    """Return (model, per-epoch logs) saved by this same run, or None. Other state is discarded
+    with one line that says why."""
+    if not STATE_FILE.exists():
+        clear()  # a model file whose state was never written
+        return None
     try:
         state = json.loads(STATE_FILE.read_text())
         if state["fingerprint"] == run_fingerprint:
             return load_model(RESUME_DIR / state["model"]), state["history"]
-    except (OSError, ValueError, KeyError):
-        pass
+        reason = "it belongs to a run with other params, data or training code"
+    # Whatever a corrupt file or another Keras version raises, the run can still start afresh.
+    except Exception as error:  # noqa: BLE001
+        reason = f"it cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+    print(f"train: discarding the resume state in {RESUME_DIR}: {reason}; "
+          "training starts from epoch 1", file=sys.stderr)
     clear()
     return None
 

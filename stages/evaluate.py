@@ -24,7 +24,9 @@ TRAINING_DIR = Path("reports/training")
 
 
 def score(model, images, labels, batch_size):
-    """Loss and accuracy as model.evaluate gives them, plus the probabilities behind them."""
+    """Loss and accuracy of the trained model (dropout and augmentation off, plain cross-entropy
+    without label smoothing, probabilities clipped as Keras clips them), plus the probabilities
+    behind them."""
     inputs, one_hot = model_inputs(images, labels)
     probabilities = model.predict(inputs, batch_size=batch_size, verbose=0)
     loss = float(keras.losses.CategoricalCrossentropy()(one_hot, probabilities))
@@ -51,16 +53,22 @@ def write_csv(frame, path, **options):
         frame.to_csv(temporary, **options)
 
 
+def logged(folder, metric):
+    """One row an epoch of what train logged with DVCLive as folder/metric."""
+    log = pd.read_csv(TRAIN_LOG_DIR / "plots/metrics" / folder / f"{metric}.tsv", sep="\t")
+    return pd.DataFrame({"epoch": log["step"] + 1, metric: log[metric]})
+
+
 def epoch_curve(metric):
     """One row an epoch and set of images measured on: the training batches (dropout on, the
     running mean over the epoch) and, when preprocess held some out, the validation images."""
     curves = []
-    for folder, measured_on in [("train", "training batches"), ("eval", "validation images")]:
-        path = TRAIN_LOG_DIR / "plots/metrics" / folder / f"{metric}.tsv"
-        if path.exists():
-            logged = pd.read_csv(path, sep="\t")
-            curves.append(pd.DataFrame({"epoch": logged["step"] + 1, "measured_on": measured_on,
-                                        metric: logged[metric]}))
+    for folder, measured_on in [("training_batches", "training batches"),
+                                ("validation", "validation images")]:
+        if (TRAIN_LOG_DIR / "plots/metrics" / folder / f"{metric}.tsv").exists():
+            curve = logged(folder, metric)
+            curve.insert(1, "measured_on", measured_on)
+            curves.append(curve)
     return pd.concat(curves, ignore_index=True)
 
 
@@ -76,8 +84,8 @@ def publish_training_log():
         shutil.copyfile(TRAIN_LOG_DIR / "metrics.json", temporary)
     for metric in ["loss", "accuracy"]:
         write_csv(epoch_curve(metric), TRAINING_DIR / f"{metric}.csv", index=False)
-    speed = epoch_curve("epoch_seconds").merge(epoch_curve("images_per_second"))
-    write_csv(speed.drop(columns="measured_on"), TRAINING_DIR / "speed.csv", index=False)
+    speed = logged("speed", "epoch_seconds").merge(logged("speed", "images_per_second"))
+    write_csv(speed, TRAINING_DIR / "speed.csv", index=False)
 
 
 def main():
@@ -107,14 +115,16 @@ def main():
     write_csv(scores, EVAL_DIR / "per_class.csv")
     metrics = {
         "test": {"loss": round(test_loss, 6), "accuracy": test_accuracy},
-        "train": {"loss": round(train_loss, 6), "accuracy": train_accuracy},
+        # The trained model on the whole training set; the running means over the training
+        # batches are reports/training/metrics.json's training_batches.
+        "train_set": {"loss": round(train_loss, 6), "accuracy": train_accuracy},
         "test_macro_f1": round(float(scores["f1"].mean()), 4),
         "test_misclassified": len(misclassified),
     }
     write_json(METRICS_PATH, metrics)
     publish_training_log()
     print(f"evaluate: test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}; "
-          f"train accuracy {train_accuracy:.4f}, loss {train_loss:.4f}")
+          f"training-set accuracy {train_accuracy:.4f}, loss {train_loss:.4f}")
 
 
 if __name__ == "__main__":

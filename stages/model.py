@@ -187,6 +187,16 @@ def build_optimizer(train, steps_per_epoch):
     return keras.optimizers.get({"class_name": train["optimizer"]["name"], "config": arguments})
 
 
+def compile_model(model, train, steps_per_epoch):
+    """The model compiled with train's label smoothing and optimizer; returns it."""
+    model.compile(
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train["label_smoothing"]),
+        optimizer=build_optimizer(train, steps_per_epoch),
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def load_model(path):
     """keras.models.load_model with this module imported, so that Keras knows its layers."""
     return keras.models.load_model(path)

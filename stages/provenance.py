@@ -39,13 +39,16 @@ def gpus():
             for found in details]
 
 
+def gpus_have_bfloat16(gpu_list):
+    """bfloat16 tensor cores came with compute capability 8.0 (Ampere)."""
+    return all(capability >= (8, 0) for _, capability in gpu_list)
+
+
 def precision_policy(requested, gpu_list):
     """The requested policy where the hardware has it; float32 (with a note) where it has not."""
     if requested == "float32" or (requested == "mixed_float16" and gpu_list):
         return requested
-    # bfloat16 tensor cores came with compute capability 8.0 (Ampere).
-    has_bfloat16 = (all(capability >= (8, 0) for _, capability in gpu_list) if gpu_list
-                    else cpu()["bfloat16"])
+    has_bfloat16 = gpus_have_bfloat16(gpu_list) if gpu_list else cpu()["bfloat16"]
     if requested == "mixed_bfloat16" and has_bfloat16:
         return requested
     print(f"train: no {requested.removeprefix('mixed_')} hardware here; training in float32")
@@ -56,7 +59,10 @@ def device(gpu_list):
     """The device that trains: every GPU when there is one, else the CPU."""
     if gpu_list:
         names = sorted({name for name, _ in gpu_list})
-        return {"type": "GPU", "name": ", ".join(names), "count": len(gpu_list)}
+        return {"type": "GPU", "name": ", ".join(names), "count": len(gpu_list),
+                "bfloat16": gpus_have_bfloat16(gpu_list),
+                "compute_capability": ", ".join(sorted({f"{major}.{minor}"
+                                                        for _, (major, minor) in gpu_list}))}
     return {"type": "CPU", **cpu(), "count": 1}
 
 

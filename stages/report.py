@@ -23,8 +23,8 @@ def headline(metrics, tutorial):
     rows = [
         ("test accuracy", metrics["test"]["accuracy"], tutorial["test_accuracy"]),
         ("test loss", metrics["test"]["loss"], tutorial["test_loss"]),
-        ("training-set accuracy", metrics["train"]["accuracy"], tutorial["train_accuracy"]),
-        ("training-set loss", metrics["train"]["loss"], tutorial["train_loss"]),
+        ("training-set accuracy", metrics["train_set"]["accuracy"], tutorial["train_accuracy"]),
+        ("training-set loss", metrics["train_set"]["loss"], tutorial["train_loss"]),
     ]
     table = pd.DataFrame(rows, columns=["", "this run", "the tutorial"]).set_index("")
     return table.to_markdown(floatfmt=".4f")
@@ -97,7 +97,7 @@ on; on the validation images (when preprocess holds some out) they are measured 
 
 As the train stage recorded it (`run` in [training/metrics.json](training/metrics.json)):
 
-{what_ran(training['run'], training['train'])}
+{what_ran(training['run'], training['speed'])}
 
 ## Figures
 

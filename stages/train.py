@@ -15,17 +15,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
-from dvclive.utils import standardize_metric_name
 
 from stages import checkpoint, params, provenance, seeds
 from stages.atomic import atomic_path
 from stages.data import MODEL_PATH, PREPARED_DIR, TRAIN_LOG_DIR, load_split, model_inputs
-from stages.model import build_model, build_optimizer
+from stages.model import build_model, compile_model
 
 
 class EpochTimer(keras.callbacks.Callback):
     """Adds each epoch's wall time and training images per second to its logs."""
+
+    FIGURES = ("epoch_seconds", "images_per_second")
 
     def __init__(self, images):
         super().__init__()
@@ -141,12 +141,32 @@ def log_record(live, record, prefix):
             live.log_metric(f"{prefix}/{key}", value, plot=False)
 
 
-def replay(live, history):
-    """Write the epochs completed before an interruption to DVCLive's fresh log."""
-    for logs in history:
-        for name, value in logs.items():
-            live.log_metric(standardize_metric_name(name, "dvclive.keras"), value)
-        live.next_step()
+def live_name(keras_name):
+    """Keras' name of an epoch's figure as a DVCLive metric. `loss` and `accuracy` are running
+    means over the training batches (dropout, augmentation and label smoothing on), not the
+    trained model's scores on the training set, which evaluate writes as train_set."""
+    if keras_name.startswith("val_"):
+        return f"validation/{keras_name.removeprefix('val_')}"
+    if keras_name in EpochTimer.FIGURES:
+        return f"speed/{keras_name}"
+    return f"training_batches/{keras_name}"
+
+
+def log_epoch(live, logs):
+    for name, value in logs.items():
+        live.log_metric(live_name(name), value)
+    live.next_step()
+
+
+class LiveEpochs(keras.callbacks.Callback):
+    """Logs each epoch to DVCLive under live_name's names."""
+
+    def __init__(self, live):
+        super().__init__()
+        self.live = live
+
+    def on_epoch_end(self, epoch, logs=None):
+        log_epoch(self.live, logs)
 
 
 def main():
@@ -181,14 +201,7 @@ def main():
             print(f"train: resuming after epoch {len(history)} of {train['epochs']} "
                   f"from {checkpoint.RESUME_DIR}")
         else:
-            model, history = build_model(train), []
-            model.compile(
-                loss=keras.losses.CategoricalCrossentropy(
-                    label_smoothing=train["label_smoothing"]
-                ),
-                optimizer=build_optimizer(train, steps_per_epoch),
-                metrics=["accuracy"],
-            )
+            model, history = compile_model(build_model(train), train, steps_per_epoch), []
         # Set after loading too: a resumed model would otherwise keep the compile-time choice.
         model.jit_compile = train["xla"]
     model.summary()
@@ -211,7 +224,8 @@ def main():
     # dvcyaml=False keeps dvc.yaml ours; save_dvc_exp=False leaves experiments to `dvc exp run`.
     with Live(str(TRAIN_LOG_DIR), dvcyaml=False, save_dvc_exp=False) as live:
         log_record(live, run_record, "run")
-        replay(live, history)
+        for logs in history:  # the epochs completed before an interruption
+            log_epoch(live, logs)
         try:
             model.fit(
                 batches,
@@ -225,7 +239,7 @@ def main():
                     EpochSeeds(train["seed"]),
                     EpochTimer(len(train_images)),
                     Checkpoint(history, run_fingerprint),
-                    DVCLiveCallback(live=live),
+                    LiveEpochs(live),
                 ],
             )
         except StopRequested:

@@ -31,7 +31,7 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     assert list(losses["epoch"]) == [1] and list(losses["measured_on"]) == ["training batches"]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert 0.3 < metrics["test"]["accuracy"] <= 1 and metrics["test"]["loss"] > 0
-    assert 0.3 < metrics["train"]["accuracy"] <= 1
+    assert 0.3 < metrics["train_set"]["accuracy"] <= 1
     predictions = pd.read_csv(project / "reports/eval/predictions.csv")
     assert list(predictions.columns) == ["image", "actual", "predicted", "probability"]
     assert (predictions["actual"] == predictions["predicted"]).mean() == metrics["test"]["accuracy"]
@@ -41,7 +41,7 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     assert list(per_class["digit"]) == list(range(10)) and per_class["support"].sum() == len(predictions)
     assert sorted(p.name for p in (project / "reports/figures").iterdir()) == FIGURES
     training = json.loads((project / "reports/training/metrics.json").read_text())
-    assert training["step"] == 0 and training["train"]["images_per_second"] > 0
+    assert training["step"] == 0 and training["speed"]["images_per_second"] > 0
     assert training["run"]["op_determinism"] is True
     assert training["run"]["xla"] == {"requested": False, "used": False}
     assert run(["dvc", "metrics", "show", "--json"], project, env).count("accuracy") >= 3

@@ -54,8 +54,25 @@ def test_device_is_every_gpu_or_else_the_cpu(cpuinfo):
     cpuinfo(AVX2_ONLY)
     assert provenance.device([]) == {"type": "CPU", "name": "AMD EPYC 7B13", "bfloat16": False,
                                      "avx512": False, "count": 1}
-    ampere = ("NVIDIA A100", (8, 0))
-    assert provenance.device([ampere, ampere]) == {"type": "GPU", "name": "NVIDIA A100", "count": 2}
+    ampere, volta = ("NVIDIA A100", (8, 0)), ("Tesla V100", (7, 0))
+    assert provenance.device([ampere, ampere]) == {
+        "type": "GPU", "name": "NVIDIA A100", "count": 2, "bfloat16": True,
+        "compute_capability": "8.0"}
+    assert provenance.device([volta])["bfloat16"] is False
+
+
+def test_report_says_whether_the_gpu_computed_in_bfloat16():
+    from stages.report import what_ran
+
+    record = {"precision": {"used": "mixed_bfloat16", "requested": "mixed_bfloat16"},
+              "xla": {"used": False}, "op_determinism": True,
+              "distribute": {"replicas": 1, "requested": "none"},
+              "device": provenance.device([("NVIDIA H200", (9, 0))]),
+              "versions": {"keras": "3"}}
+    last_epoch = {"epoch_seconds": 2.0, "images_per_second": 30000.0}
+    assert "1 GPU (NVIDIA H200, with bfloat16)" in what_ran(record, last_epoch)
+    record["device"] = provenance.device([("Tesla V100", (7, 0))])
+    assert "1 GPU (Tesla V100, without bfloat16)" in what_ran(record, last_epoch)
 
 
 def test_versions_name_what_ran():

@@ -127,16 +127,17 @@ def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_pat
     shown, warnings = run_capturing(["dvc", "metrics", "show", "--json"], reader, env)
     assert warnings == ""
     metrics = json.loads(shown)[""]["data"]  # "" is the workspace
-    assert set(metrics["reports/metrics.json"]["data"]) >= {"test", "train", "test_macro_f1"}
+    assert set(metrics["reports/metrics.json"]["data"]) >= {"test", "train_set", "test_macro_f1"}
     training = metrics["reports/training/metrics.json"]["data"]
-    assert set(training["train"]) == {"loss", "accuracy", "epoch_seconds", "images_per_second"}
+    assert set(training["training_batches"]) == {"loss", "accuracy"}
+    assert set(training["speed"]) == {"epoch_seconds", "images_per_second"}
     assert training["run"]["precision"]["used"] in {"float32", "mixed_bfloat16"}
     assert training["run"]["device"]["type"] == "CPU" and training["run"]["device"]["name"]
 
     diff, warnings = run_capturing(["dvc", "metrics", "diff", baseline, "--json"], reader, env)
     assert warnings == ""
     changed = json.loads(diff)["reports/training/metrics.json"]
-    assert {"train.loss", "train.accuracy", "train.epoch_seconds"} <= set(changed)
+    assert {"training_batches.loss", "training_batches.accuracy", "speed.epoch_seconds"} <= set(changed)
 
     drawn_from_data = ["reports/training/loss.csv", "reports/training/accuracy.csv",
                        "reports/training/speed.csv",
@@ -206,7 +207,7 @@ def test_queued_grid_sweep_gives_one_experiment_a_combination(sweep):
     assert grid == {(1, 0.5), (1, 1.0), (2, 0.5), (2, 1.0)}
     for _, metrics in found.values():
         assert 0 < metrics["reports/metrics.json"]["test"]["accuracy"] <= 1
-        assert metrics["reports/training/metrics.json"]["train"]["epoch_seconds"] > 0
+        assert metrics["reports/training/metrics.json"]["speed"]["epoch_seconds"] > 0
 
     table = run(["dvc", "exp", "show", "--csv", "--sort-by",
                  "reports/metrics.json:test.accuracy", "--sort-order", "desc"], machine_a, env)
