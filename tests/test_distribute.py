@@ -1,21 +1,75 @@
 """train.distribute: mirrored, on two logical CPU devices standing in for two GPUs."""
 
 import json
+import os
+import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project, run, set_params
+from tests.conftest import ROOT, make_project, project_params, run, set_params
 
-pytestmark = pytest.mark.slow
-
-TRAIN_ON_TWO_CPU_DEVICES = """
-import runpy, tensorflow as tf
+TWO_CPU_DEVICES = """
+import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+TRAIN_ON_TWO_CPU_DEVICES = TWO_CPU_DEVICES + """
+import runpy
 runpy.run_module("stages.train", run_name="__main__")
 """
+# One step of the default model's first dropout layer and of a synchronized batch normalization,
+# both built as train builds them, on a batch whose two halves (one a replica) differ.
+ONE_MIRRORED_STEP = TWO_CPU_DEVICES + """
+import json, sys
+import keras, numpy as np
+from stages.model import build_model
+from stages.train import distribution_strategy, reseed_layers
+
+train = json.loads(sys.argv[1])
+strategy = distribution_strategy("mirrored")
+with strategy.scope():
+    model = build_model(train)
+    reseed_layers(model, train["seed"], epoch=0)
+    dropout = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dropout))
+    normalization = next(layer for layer in model.layers
+                         if isinstance(layer, keras.layers.BatchNormalization))
+halves = np.concatenate([np.zeros((4, 6400)), np.full((4, 6400), 10.0)]).astype("float32")
+batch = next(iter(strategy.experimental_distribute_dataset(
+    tf.data.Dataset.from_tensors(halves).unbatch().batch(8))))
+masks = strategy.run(lambda half: dropout(tf.ones_like(half), training=True), args=(batch,))
+channels = normalization.moving_mean.shape[0]
+features = strategy.run(lambda half: tf.reshape(half[:, :channels], (-1, 1, 1, channels)),
+                        args=(batch,))
+strategy.run(lambda half: normalization(half, training=True), args=(features,))
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "masks": [mask.numpy().tolist() for mask in strategy.experimental_local_results(masks)],
+    "moving_means": [float(np.mean(copy.numpy()))
+                     for copy in normalization.moving_mean.value.values],
+    "momentum": normalization.momentum,
+}))
+"""
+
+
+def test_replicas_draw_their_own_dropout_and_share_batch_statistics():
+    train = project_params()["train"]
+    train["distribute"] = "mirrored"
+    train["model"]["batch_norm"] = True
+    result = subprocess.run([sys.executable, "-c", ONE_MIRRORED_STEP, json.dumps(train)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    step = json.loads(result.stdout.splitlines()[-1])
+
+    assert step["replicas"] == 2
+    first, second = (pd.DataFrame(mask).to_numpy() for mask in step["masks"])
+    assert 0.4 < (first == 0).mean() < 0.6 and 0.4 < (second == 0).mean() < 0.6
+    assert (first != second).mean() > 0.3, "both replicas dropped the same units"
+    # The whole batch's mean is 5 (halves of 0 and 10); each half alone would give 0 or 10.
+    expected = (1 - step["momentum"]) * 5.0
+    assert step["moving_means"] == pytest.approx([expected, expected], rel=1e-5)
 
 
 def trained(project, env, command):
@@ -27,6 +81,7 @@ def trained(project, env, command):
     return output, log["accuracy"].tolist(), losses["loss"].tolist(), metrics
 
 
+@pytest.mark.slow
 def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
     project = tmp_path / "project"
     env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 3000, "train.epochs": 2})

@@ -1,9 +1,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from scipy import ndimage
 
 from stages.model import (
-    FusedBatchNormalization, affine_rows, build_model, build_optimizer, load_model,
+    FusedBatchNormalization, RandomAffine, affine_rows, build_model, build_optimizer,
+    compile_model, load_model,
 )
 from tests.conftest import project_params, strong_recipe_params
 
@@ -130,3 +133,87 @@ def test_fused_batch_normalization_matches_keras_and_reloads(tmp_path):
     reloaded = load_model(tmp_path / "model.keras")
     assert type(reloaded.layers[0]) is FusedBatchNormalization
     np.testing.assert_array_equal(reloaded.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def test_label_smoothing_and_optimizer_arguments_reach_the_compiled_model():
+    train = {**project_params()["train"], "label_smoothing": 0.1,
+             "optimizer": {"name": "adam", "learning_rate": 0.002, "use_ema": True,
+                           "ema_momentum": 0.95, "weight_decay": 0.0004}}
+    model = compile_model(build_model(train), train, steps_per_epoch=10)
+
+    assert model.loss.label_smoothing == 0.1
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    assert (optimizer.use_ema, optimizer.ema_momentum, optimizer.weight_decay) == (True, 0.95, 0.0004)
+    assert float(optimizer.learning_rate) == pytest.approx(0.002)
+
+
+def test_augmentation_draws_span_the_limits_in_their_units():
+    layer = RandomAffine(rotation=10, shift=0.1, zoom=0.2, seed=0)
+    draws = {name: keras.ops.convert_to_numpy(values)
+             for name, values in layer.draw(np.zeros((20_000, 28, 28, 1), "float32")).items()}
+
+    limits = {"angle": np.deg2rad(10), "scale": 0.2, "shift_x": 2.8, "shift_y": 2.8}
+    for name, limit in limits.items():
+        centred = draws[name] - (1 if name == "scale" else 0)
+        assert np.abs(centred).max() <= limit * (1 + 1e-6)
+        assert np.abs(centred).max() > 0.99 * limit, name
+        assert abs(np.mean(centred)) < 0.02 * limit, name
+    assert not np.allclose(draws["shift_x"], draws["shift_y"])
+
+
+def reference(image, matrix, offset):
+    """scipy's bilinear resampling, (row, column) in, zeros outside the image."""
+    return ndimage.affine_transform(image[0, :, :, 0], matrix, offset=offset, order=1,
+                                    mode="grid-constant", cval=0.0)
+
+
+def test_augmentation_geometry_at_its_limits_matches_scipy():
+    image = np.zeros((1, 28, 28, 1), "float32")
+    image[0, 6:22, 12:15] = 1.0  # a one, off-centre
+    image[0, 6:9, 9:12] = 0.5
+    centre = np.array([13.5, 13.5])
+    max_angle, max_shift, max_zoom = np.deg2rad(10), 0.1 * 28, 0.1
+
+    def layer(**draws):
+        values = {"angle": 0.0, "scale": 1.0, "shift_x": 0.0, "shift_y": 0.0, **draws}
+        arrays = {name: np.array([value], "float32") for name, value in values.items()}
+        return keras.ops.convert_to_numpy(RandomAffine.transform(image, **arrays))[0, :, :, 0]
+
+    # scipy.ndimage.rotate turns the array anticlockwise as displayed, about its centre.
+    rotated = ndimage.rotate(image[0, :, :, 0], 10, reshape=False, order=1,
+                             mode="grid-constant", cval=0.0)
+    np.testing.assert_allclose(layer(angle=max_angle), rotated, atol=1e-4)
+    # Right by the largest shift: the output reads each pixel from 2.8 columns to its left.
+    np.testing.assert_allclose(layer(shift_x=max_shift),
+                               reference(image, np.eye(2), [0.0, -max_shift]), atol=1e-5)
+    np.testing.assert_allclose(layer(shift_y=-max_shift),
+                               reference(image, np.eye(2), [max_shift, 0.0]), atol=1e-5)
+    # Zoomed out by the largest zoom: each output pixel reads 1.1 times as far from the centre.
+    zoomed = reference(image, (1 + max_zoom) * np.eye(2), centre - (1 + max_zoom) * centre)
+    np.testing.assert_allclose(layer(scale=1 + max_zoom), zoomed, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fused_batch_normalization_trains_like_keras(dtype):
+    images = np.random.default_rng(1).normal(2.0, 3.0, (16, 5, 5, 3)).astype("float32")
+    inputs = tf.cast(images, dtype)
+    upstream = tf.cast(np.random.default_rng(2).normal(size=images.shape), dtype)
+    results = []
+    for layer_class in (FusedBatchNormalization, keras.layers.BatchNormalization):
+        layer = layer_class(dtype=keras.DTypePolicy(f"mixed_{dtype}") if dtype != "float32"
+                            else "float32")
+        layer.build(images.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 3))
+        layer.beta.assign(np.linspace(-1, 1, 3))
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs * upstream, "float32"))
+        gradients = tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+        assert outputs.dtype == dtype
+        results.append([np.asarray(tf.cast(value, "float32"))
+                        for value in (outputs, *gradients, layer.moving_mean)])
+    tolerance = 1e-4 if dtype == "float32" else 0.05
+    for fused, own in zip(*results, strict=True):
+        np.testing.assert_allclose(fused, own, atol=tolerance * max(1, np.abs(own).max()))

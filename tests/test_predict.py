@@ -13,10 +13,8 @@ from PIL import Image
 from stages.data import model_inputs
 from tests.conftest import ROOT, SHARED_MNIST, make_project, run
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs real MNIST digits in shared/"),
-]
+needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
+                                 reason="needs real MNIST digits in shared/")
 DIGITS = 150
 
 
@@ -54,8 +52,11 @@ def redraw(digits, folder):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mnist_mirror):
+    """A model trained briefly on real MNIST when shared/ has it, else on synthetic digits."""
     project = tmp_path_factory.mktemp("predict") / "project"
-    env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 6000, "train.epochs": 2})
+    limit = 6000 if SHARED_MNIST.is_dir() else None  # the synthetic mirror holds 3,000
+    env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": limit,
+                                                  "train.epochs": 2})
     run(["dvc", "repro", "train"], project, env)
     return project
 
@@ -66,6 +67,8 @@ def predict(*args, cwd):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
+@needs_mnist
 def test_user_images_get_the_predictions_of_the_original_digits(trained, tmp_path):
     with np.load(trained / "data/prepared/test.npz") as test:
         digits, labels = test["images"][:DIGITS], test["labels"][:DIGITS]
@@ -91,6 +94,7 @@ def test_user_images_get_the_predictions_of_the_original_digits(trained, tmp_pat
     assert seen.shape == (28, 28) and seen.max() > 200 and seen[0].max() == 0
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_named_and_the_rest_classified(trained, tmp_path):
     Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
     (tmp_path / "notes.png").write_text("not an image")
@@ -107,7 +111,9 @@ def test_bad_inputs_are_named_and_the_rest_classified(trained, tmp_path):
     assert errors[0] == f"predict: {tmp_path / 'blank.png'}: no ink found (a blank image?)"
     assert errors[1].startswith(f"predict: {tmp_path / 'notes.png'}: not a readable image")
     assert errors[2].startswith(f"predict: {tmp_path / 'missing.png'}: not a readable image")
-    assert result.stdout.startswith(f"{tmp_path / 'one.png'}: 1 (")
+    assert result.stdout.startswith(f"{tmp_path / 'one.png'}: ")
+    if SHARED_MNIST.is_dir():  # a model of synthetic squares has no reason to see a one
+        assert result.stdout.startswith(f"{tmp_path / 'one.png'}: 1 (")
 
 
 def test_missing_model_is_one_line(tmp_path):

@@ -1,0 +1,50 @@
+"""A resume state that train cannot use is discarded with one line that says why."""
+
+import json
+
+import keras
+import pytest
+
+from stages import checkpoint
+
+
+@pytest.fixture
+def saved_state(tmp_path, monkeypatch):
+    """A resume state saved by a run with fingerprint "run-a", in a temporary working folder."""
+    monkeypatch.chdir(tmp_path)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    checkpoint.save(model, [{"loss": 1.0}], "run-a")
+    return tmp_path / checkpoint.RESUME_DIR
+
+
+def test_the_same_run_resumes_silently(saved_state, capsys):
+    model, history = checkpoint.load("run-a")
+    assert history == [{"loss": 1.0}] and model.count_params() == 3
+    assert capsys.readouterr().err == ""
+
+
+def test_another_runs_state_is_discarded_with_the_reason(saved_state, capsys):
+    assert checkpoint.load("run-b") is None
+    assert capsys.readouterr().err.splitlines() == [
+        f"train: discarding the resume state in {checkpoint.RESUME_DIR}: it belongs to a run "
+        "with other params, data or training code; training starts from epoch 1"]
+    assert not saved_state.exists()
+
+
+def test_an_unreadable_model_is_discarded_with_the_reason(saved_state, capsys):
+    state = json.loads((saved_state / "state.json").read_text())
+    (saved_state / state["model"]).write_bytes(b"not a keras file")
+
+    assert checkpoint.load("run-a") is None
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"train: discarding the resume state in {checkpoint.RESUME_DIR}: "
+                               "it cannot be read (")
+    assert lines[0].endswith("); training starts from epoch 1")
+    assert not saved_state.exists()
+
+
+def test_no_state_is_no_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint.load("run-a") is None
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,67 @@
+"""Random streams: no two seeds, layers, epochs or replicas share one; the batch order is fixed by
+(seed, epoch) alone, and train.seed, train.batch_size and train.epochs shape the batches."""
+
+import itertools
+
+import keras
+import numpy as np
+
+from stages import seeds
+from stages.model import build_model
+from stages.train import training_batches
+from tests.conftest import project_params, strong_recipe_params
+
+EPOCHS, REPLICAS = range(15), range(2)
+
+
+def random_layers(model):
+    return [index for index, layer in enumerate(model.layers)
+            if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)]
+
+
+def test_no_two_layer_streams_coincide(tmp_path):
+    default = random_layers(build_model(project_params()["train"]))
+    strong = random_layers(build_model(strong_recipe_params(tmp_path)["train"]))
+    assert default == [4, 6] and len(strong) == 4  # dropout twice; augmentation and 3 dropouts
+    streams = {}
+    for seed, layer, epoch, replica in itertools.product(
+            range(1, 11), sorted({*default, *strong}), EPOCHS, REPLICAS):
+        # Keras advances the counter (the second word) by one a draw, so distinct stream ids
+        # (the first word) keep whole epochs of draws apart, not only their first keys.
+        stream_id, counter = seeds.layer_stream(seed, layer, epoch, replica)
+        assert counter == 0 and 0 <= stream_id < seeds.STREAM_IDS
+        streams.setdefault(stream_id, []).append((seed, layer, epoch, replica))
+    shared = {stream: owners for stream, owners in streams.items() if len(owners) > 1}
+    assert not shared
+    assert len(streams) == 10 * len({*default, *strong}) * len(EPOCHS) * len(REPLICAS)
+
+
+def test_batch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    first = seeds.batch_order(1, 0, 1000)
+    assert sorted(first) == list(range(1000))
+    assert np.array_equal(first, seeds.batch_order(1, 0, 1000))
+    others = [seeds.batch_order(seed, epoch, 1000) for seed, epoch in [(2, 0), (1, 1), (0, 1)]]
+    assert all(np.mean(first == other) < 0.05 for other in others)
+
+
+def batches(batch_size=64, seed=1, first_epoch=0, epochs=2):
+    images = np.arange(150, dtype="float32").reshape(150, 1, 1, 1) * np.ones((1, 28, 28, 1), "float32")
+    labels = np.arange(150, dtype="float32").reshape(150, 1)
+    return [(batch_images[:, 0, 0, 0].numpy().astype(int), batch_labels[:, 0].numpy().astype(int))
+            for batch_images, batch_labels in training_batches(
+                images, labels, batch_size, seed, first_epoch, epochs)]
+
+
+def test_training_batches_follow_seed_batch_size_and_epochs():
+    two_epochs = batches()
+    assert [len(images) for images, _ in two_epochs] == [64, 64, 22] * 2
+    assert all(np.array_equal(images, labels) for images, labels in two_epochs)
+    for epoch in range(2):
+        visited = np.concatenate([images for images, _ in two_epochs[3 * epoch: 3 * epoch + 3]])
+        assert np.array_equal(visited, seeds.batch_order(1, epoch, 150))
+    assert [len(images) for images, _ in batches(batch_size=100, epochs=3)] == [100, 50] * 3
+    other_seed = batches(seed=2)
+    assert not np.array_equal(other_seed[0][0], two_epochs[0][0])
+    resumed = batches(first_epoch=1)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(resumed, two_epochs[3:], strict=True))
+    assert batches(first_epoch=2) == []
