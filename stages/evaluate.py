@@ -53,9 +53,13 @@ def write_csv(frame, path, **options):
         frame.to_csv(temporary, **options)
 
 
+def log_file(folder, metric):
+    return TRAIN_LOG_DIR / "plots/metrics" / folder / f"{metric}.tsv"
+
+
 def logged(folder, metric):
     """One row an epoch of what train logged with DVCLive as folder/metric."""
-    log = pd.read_csv(TRAIN_LOG_DIR / "plots/metrics" / folder / f"{metric}.tsv", sep="\t")
+    log = pd.read_csv(log_file(folder, metric), sep="\t")
     return pd.DataFrame({"epoch": log["step"] + 1, metric: log[metric]})
 
 
@@ -65,7 +69,7 @@ def epoch_curve(metric):
     curves = []
     for folder, measured_on in [("training_batches", "training batches"),
                                 ("validation", "validation images")]:
-        if (TRAIN_LOG_DIR / "plots/metrics" / folder / f"{metric}.tsv").exists():
+        if log_file(folder, metric).exists():
             curve = logged(folder, metric)
             curve.insert(1, "measured_on", measured_on)
             curves.append(curve)
