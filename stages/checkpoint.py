@@ -17,7 +17,8 @@ from stages.model import load_model
 RESUME_DIR = Path("data/resume")
 STATE_FILE = RESUME_DIR / "state.json"
 FINGERPRINTED_CODE = [Path(__file__).with_name(name)
-                      for name in ("train.py", "model.py", "data.py", "provenance.py", "seeds.py")]
+                      for name in ("train.py", "model.py", "data.py", "provenance.py", "seeds.py",
+                                   "backend.py", "tensorflow_parts.py", "jax_parts.py")]
 
 
 def fingerprint(train_params, data_files):

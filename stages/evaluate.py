@@ -9,6 +9,7 @@ publish_training_log).
 import shutil
 from pathlib import Path
 
+import stages.backend  # noqa: F401, I001 (sets KERAS_BACKEND before Keras is imported)
 import keras
 import numpy as np
 import pandas as pd

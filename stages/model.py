@@ -2,46 +2,10 @@
 
 import math
 
+from stages.backend import parts  # noqa: I001 (sets KERAS_BACKEND before Keras is imported)
 import keras
-import tensorflow as tf
 
 from stages.data import NUM_CLASSES
-
-
-@keras.saving.register_keras_serializable(package="mnist_dvc")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """Keras' BatchNormalization, computed by TensorFlow's fused kernel on image batches.
-
-    Keras 3 builds batch normalization from separate element-wise ops, which made an epoch of the
-    README's strong recipe about 1.5x as long on a CPU as without it; with TensorFlow's fused
-    kernel (what Keras 2 used) an epoch at batch 100 took about 20.5 s instead of 33-36 s. Same
-    weights and config; the moving variance follows the unbiased batch variance (Keras' the
-    biased one). Other cases (masks, renormalization, statistics synchronized across replicas,
-    the dense layers' 2-D batches) take Keras' own path. A script that loads a model with these layers imports
-    stages.model first.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        if (mask is not None or self.renorm or self.synchronized or len(inputs.shape) != 4
-                or self.axis not in (-1, 3)):
-            return super().call(inputs, training=training, mask=mask)
-        channels = inputs.shape[-1]
-        gamma = self.gamma if self.scale else tf.ones(channels)
-        beta = self.beta if self.center else tf.zeros(channels)
-        if training and self.trainable:
-            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, epsilon=self.epsilon, is_training=True
-            )
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1 - self.momentum)
-            )
-            return outputs
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
-            epsilon=self.epsilon, is_training=False,
-        )
-        return outputs
 
 
 @keras.saving.register_keras_serializable(package="mnist_dvc")
@@ -121,7 +85,7 @@ def with_activation(layer_class, arguments, batch_norm, activation):
     or the arguments of the normalization layer."""
     if not batch_norm:
         return [layer_class(**arguments, activation=activation)]
-    return [layer_class(**arguments, use_bias=False), FusedBatchNormalization(**batch_norm),
+    return [layer_class(**arguments, use_bias=False), parts.BatchNormalization(**batch_norm),
             keras.layers.Activation(activation)]
 
 
@@ -138,12 +102,11 @@ def feature_layers(conv_stack, batch_norm, activation):
 
 
 def batch_norm_arguments(train):
-    """False without batch normalization. With several replicas, each would otherwise normalize
-    by its own part of the batch and keep its own moving averages, of which the saved model
-    holds the first replica's: synchronized statistics are those of the whole batch."""
+    """False without batch normalization, else the backend's options for it (statistics over
+    the whole batch when several replicas share it)."""
     if not train["model"]["batch_norm"]:
         return False
-    return {"synchronized": train["distribute"] != "none"}
+    return parts.batch_norm_options(replicated=train["distribute"] != "none")
 
 
 def build_model(train):
@@ -198,5 +161,6 @@ def compile_model(model, train, steps_per_epoch):
 
 
 def load_model(path):
-    """keras.models.load_model with this module imported, so that Keras knows its layers."""
+    """keras.models.load_model with this module and the backend's parts imported, so that Keras
+    knows their layers."""
     return keras.models.load_model(path)

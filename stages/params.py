@@ -27,6 +27,7 @@ ACTIVATIONS = {"relu", "elu", "gelu", "selu", "silu", "tanh", "sigmoid"}
 PRECISIONS = {"float32", "mixed_bfloat16", "mixed_float16"}
 DISTRIBUTIONS = {"none", "mirrored"}
 LR_SCHEDULES = {"exponential", "cosine"}
+BACKENDS = {"tensorflow", "jax"}
 
 
 class ParamsError(ValueError):
@@ -166,6 +167,7 @@ SCHEMA = {
         "seed": _number(0, integer=True),
     },
     "train": {
+        "backend": _one_of(BACKENDS),
         "seed": _number(0, integer=True),
         "epochs": POSITIVE_INT,
         "batch_size": POSITIVE_INT,
@@ -275,15 +277,27 @@ def check_section(params, section):
     return values
 
 
-def load(section, path=PARAMS_FILE):
-    """Read one stage's section of params.yaml; a bad value exits with one line."""
+def _read(path):
     try:
-        params = yaml.safe_load(Path(path).read_text())
+        return yaml.safe_load(Path(path).read_text()) or {}
     except OSError as error:
         raise SystemExit(f"{path}: cannot read: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise SystemExit(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+
+
+def load(section, path=PARAMS_FILE):
+    """Read one stage's section of params.yaml; a bad value exits with one line."""
+    params = _read(path)
     try:
-        return check_section(params or {}, section)
+        return check_section(params, section)
     except ParamsError as error:
         raise SystemExit(f"{path}: {error}") from None
+
+
+def load_backend(path=PARAMS_FILE):
+    """train.backend alone: evaluate and predict load Keras too, and need no other train key."""
+    backend = _read(path).get("train", {}).get("backend")
+    if problem := SCHEMA["train"]["backend"](backend):
+        raise SystemExit(f"{path}: train.backend: {problem}, got {backend!r}")
+    return backend

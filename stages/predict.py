@@ -102,7 +102,7 @@ def main(argv=None):
 
     results = []
     if digits:
-        # Imported only once there is something to classify: TensorFlow takes seconds.
+        # Imported only once there is something to classify: Keras and its backend take seconds.
         from stages.model import load_model
 
         model = load_model(args.model)

@@ -8,8 +8,8 @@ import platform
 from importlib.metadata import version
 from pathlib import Path
 
+from stages import backend  # noqa: I001 (sets KERAS_BACKEND before Keras is imported)
 import keras
-import tensorflow as tf
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -29,14 +29,6 @@ def cpu():
         "bfloat16": bool(flags & {"avx512_bf16", "amx_bf16"}),
         "avx512": "avx512f" in flags,
     }
-
-
-def gpus():
-    """(name, compute capability) of each visible GPU."""
-    details = [tf.config.experimental.get_device_details(gpu)
-               for gpu in tf.config.list_physical_devices("GPU")]
-    return [(found.get("device_name", "unknown GPU"), found.get("compute_capability", (0, 0)))
-            for found in details]
 
 
 def gpus_have_bfloat16(gpu_list):
@@ -69,7 +61,7 @@ def device(gpu_list):
 def versions():
     return {
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,  # not from package metadata: tensorflow-cpu is one too
+        **backend.parts.versions(),
         "keras": keras.version(),
         "dvc": version("dvc"),
         "dvclive": version("dvclive"),

@@ -11,9 +11,8 @@ import signal
 import sys
 import time
 
+from stages.backend import NAME as BACKEND, parts  # noqa: I001 (before Keras is imported)
 import keras
-import numpy as np
-import tensorflow as tf
 from dvclive import Live
 
 from stages import checkpoint, params, provenance, seeds
@@ -83,17 +82,13 @@ def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
     """Batches for epochs first_epoch..epochs-1, each epoch in the order seeds.batch_order gives.
 
     The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
-    uninterrupted one. Arrays are model inputs already (see model_inputs).
+    uninterrupted one, on either backend. Arrays are model inputs already (see model_inputs).
     """
-    orders = [seeds.batch_order(seed, epoch, len(labels)) for epoch in range(first_epoch, epochs)]
-    orders = np.array(orders, np.int64).reshape(-1, len(labels))  # (0, count) when none are left
-    images, labels = tf.constant(images), tf.constant(labels)
-    return (
-        tf.data.Dataset.from_tensor_slices(orders)
-        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-        .map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    for epoch in range(first_epoch, epochs):
+        order = seeds.batch_order(seed, epoch, len(labels))
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            yield images[batch], labels[batch]
 
 
 class StopRequested(Exception):
@@ -122,14 +117,6 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.received:
             raise StopRequested
-
-
-def distribution_strategy(name):
-    if name == "mirrored":
-        # One replica per GPU; without GPUs, one per logical CPU device (two in the tests).
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([device.name for device in devices])
-    return tf.distribute.get_strategy()
 
 
 def log_record(live, record, prefix):
@@ -176,14 +163,12 @@ def main():
     validation_images, validation_labels = model_inputs(*load_split("validation"))
     validation_data = (validation_images, validation_labels) if len(validation_images) else None
 
-    # Same params, same machine, same metrics: seeds Python, NumPy and TensorFlow at once.
-    keras.utils.set_random_seed(train["seed"])
-    # Keras switches XLA off under op determinism, so XLA costs the bit-exact reruns.
-    if train["xla"]:
-        print("train: xla on, so TensorFlow op determinism is off (reruns may differ slightly)")
-    else:
-        tf.config.experimental.enable_op_determinism()
-    gpus = provenance.gpus()
+    gpus = parts.gpus()
+    if refusal := parts.unsupported(train, gpus):
+        raise SystemExit(refusal)
+    # Same params, same machine, same metrics.
+    parts.seed_everything(train["seed"])
+    deterministic = parts.deterministic_ops(train["xla"])
     precision = provenance.precision_policy(train["precision"], gpus)
     keras.mixed_precision.set_global_policy(precision)
 
@@ -191,10 +176,10 @@ def main():
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
     )
-    strategy = distribution_strategy(train["distribute"])
+    scope, replicas = parts.distribution(train["distribute"])
     if train["distribute"] != "none":
-        print(f"train: {train['distribute']} across {strategy.num_replicas_in_sync} replicas")
-    with strategy.scope():
+        print(f"train: {train['distribute']} across {replicas} replicas")
+    with scope:
         resumed = checkpoint.load(run_fingerprint)
         if resumed:
             model, history = resumed
@@ -203,16 +188,16 @@ def main():
         else:
             model, history = compile_model(build_model(train), train, steps_per_epoch), []
         # Set after loading too: a resumed model would otherwise keep the compile-time choice.
-        model.jit_compile = train["xla"]
+        model.jit_compile = parts.jit_compile(train["xla"])
     model.summary()
     if train["xla"] and not model.jit_compile:
         print("train: Keras cannot compile this model with XLA; recorded as xla.used: false")
     run_record = {
+        "backend": BACKEND,
         "precision": {"requested": train["precision"], "used": precision},
         "xla": {"requested": train["xla"], "used": bool(model.jit_compile)},
-        "op_determinism": not train["xla"],
-        "distribute": {"requested": train["distribute"],
-                       "replicas": strategy.num_replicas_in_sync},
+        "op_determinism": deterministic,
+        "distribute": {"requested": train["distribute"], "replicas": replicas},
         "device": provenance.device(gpus),
         "versions": provenance.versions(),
     }
@@ -227,21 +212,23 @@ def main():
         for logs in history:  # the epochs completed before an interruption
             log_epoch(live, logs)
         try:
-            model.fit(
-                batches,
-                epochs=train["epochs"],
-                initial_epoch=first_epoch,
-                shuffle=False,  # the batches are already in their seeded order
-                steps_per_epoch=steps_per_epoch,
-                validation_data=validation_data,
-                callbacks=[
-                    stop,
-                    EpochSeeds(train["seed"]),
-                    EpochTimer(len(train_images)),
-                    Checkpoint(history, run_fingerprint),
-                    LiveEpochs(live),
-                ],
-            )
+            # A run killed between its last epoch and saving the model has no epoch left.
+            if first_epoch < train["epochs"]:
+                model.fit(
+                    batches,
+                    epochs=train["epochs"],
+                    initial_epoch=first_epoch,
+                    shuffle=False,  # the batches are already in their seeded order
+                    steps_per_epoch=steps_per_epoch,
+                    validation_data=validation_data,
+                    callbacks=[
+                        stop,
+                        EpochSeeds(train["seed"]),
+                        EpochTimer(len(train_images)),
+                        Checkpoint(history, run_fingerprint),
+                        LiveEpochs(live),
+                    ],
+                )
         except StopRequested:
             pass
     if stop.received:

@@ -3,7 +3,6 @@
 import gzip
 import hashlib
 import os
-import shlex
 import shutil
 import struct
 import subprocess
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from benchmark.recipes import strong_recipe_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -71,15 +72,6 @@ def project_params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def strong_recipe_overrides():
-    """The -S values of the README's `dvc exp run -n strong ...` command (continued lines joined)."""
-    lines = (ROOT / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("dvc exp run -n strong "))
-    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
-    words = shlex.split(" ".join(line.rstrip("\\") for line in lines[start : end + 1]))
-    return [value for flag, value in zip(words, words[1:]) if flag == "-S"]
-
-
 def strong_recipe_params(folder):
     """params.yaml with the README's strong recipe applied by DVC's own `-S` code."""
     from dvc.utils.hydra import apply_overrides
@@ -118,6 +110,23 @@ def mnist_mirror(tmp_path_factory):
         return SHARED_MNIST, project_params()["fetch"]["files"]
     folder = tmp_path_factory.mktemp("mirror")
     return folder, write_mirror(folder, train_count=3000, test_count=500)
+
+
+HIDE_TENSORFLOW = """import sys
+sys.modules["tensorflow"] = None  # every `import tensorflow` raises ImportError
+"""
+
+
+@pytest.fixture(scope="session")
+def without_tensorflow(tmp_path_factory):
+    """PYTHONPATH of a sitecustomize that makes TensorFlow unimportable, as on a machine that has
+    none (the GPU machine of benchmark/gpu_run.py)."""
+    folder = tmp_path_factory.mktemp("without-tensorflow")
+    (folder / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    check = subprocess.run([sys.executable, "-c", "import tensorflow"],
+                           env={**os.environ, "PYTHONPATH": str(folder)}, capture_output=True)
+    assert check.returncode != 0, "the sitecustomize did not hide TensorFlow"
+    return str(folder)
 
 
 GIT_IDENTITY = {

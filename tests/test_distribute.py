@@ -24,12 +24,14 @@ runpy.run_module("stages.train", run_name="__main__")
 ONE_MIRRORED_STEP = TWO_CPU_DEVICES + """
 import json, sys
 import keras, numpy as np
+from stages.backend import parts
 from stages.model import build_model
-from stages.train import distribution_strategy, reseed_layers
+from stages.train import reseed_layers
 
 train = json.loads(sys.argv[1])
-strategy = distribution_strategy("mirrored")
-with strategy.scope():
+scope, _ = parts.distribution("mirrored")
+with scope:
+    strategy = tf.distribute.get_strategy()
     model = build_model(train)
     reseed_layers(model, train["seed"], epoch=0)
     dropout = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dropout))
@@ -101,3 +103,27 @@ def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
     assert abs(loss[-1] - single_loss[-1]) < 0.3 * single_loss[-1]
     assert abs(accuracy[-1] - single_accuracy[-1]) < 0.03
     assert abs(mirrored["test"]["accuracy"] - single["test"]["accuracy"]) < 0.03
+
+
+@pytest.mark.slow
+def test_jax_data_parallel_matches_single_device(tmp_path, tiny_mirror, without_tensorflow):
+    """Under JAX, mirrored is one SPMD program over the whole batch: the same dropout masks,
+    augmentations and batch statistics as on one device, so the same training up to rounding."""
+    project = tmp_path / "project"
+    env = make_project(project, *tiny_mirror, recipe="strong", **{
+        "train.backend": "jax", "train.epochs": 2, "preprocess.train_limit": 256,
+        "evaluate.batch_size": 100,
+    })
+    env["PYTHONPATH"] = without_tensorflow
+    run(["dvc", "repro", "preprocess"], project, env)
+
+    _, _, single_loss, single = trained(project, env, [sys.executable, "-m", "stages.train"])
+    set_params(project, **{"train.distribute": "mirrored"})
+    two_devices = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    output, _, loss, mirrored = trained(project, two_devices, [sys.executable, "-m", "stages.train"])
+
+    assert "train: mirrored across 2 replicas" in output
+    run_record = json.loads((project / "reports/training/metrics.json").read_text())["run"]
+    assert run_record["distribute"] == {"requested": "mirrored", "replicas": 2}
+    assert loss == pytest.approx(single_loss, rel=1e-3)
+    assert mirrored["test"]["accuracy"] == pytest.approx(single["test"]["accuracy"], abs=0.011)

@@ -5,9 +5,9 @@ import tensorflow as tf
 from scipy import ndimage
 
 from stages.model import (
-    FusedBatchNormalization, RandomAffine, affine_rows, build_model, build_optimizer,
-    compile_model, load_model,
+    RandomAffine, affine_rows, build_model, build_optimizer, compile_model, load_model,
 )
+from stages.tensorflow_parts import FusedBatchNormalization
 from tests.conftest import project_params, strong_recipe_params
 
 

@@ -16,14 +16,22 @@ from tests.conftest import make_project, run, set_params, stages_run
 pytestmark = pytest.mark.slow
 
 SLICE = {"preprocess.train_limit": 3000, "train.epochs": 2, "plot.grid_size": 16}
+# JAX trains several times slower than TensorFlow on a CPU: a smaller slice, whole batches of the
+# strong recipe's 64 (a last, smaller batch would compile the training step a second time).
+JAX_SLICE = {**SLICE, "preprocess.train_limit": 960, "train.backend": "jax"}
 
 
 @pytest.fixture(scope="module")
-def prepared(request, tmp_path_factory, mnist_mirror):
-    """A project with the seed or the strong recipe (augmentation, batch normalization), its data
-    fetched and prepared, never trained; returns (path, env)."""
+def prepared(request, tmp_path_factory, mnist_mirror, without_tensorflow):
+    """A project with the seed or the strong recipe (augmentation, batch normalization), on
+    TensorFlow or, for "strong-jax", on JAX without TensorFlow; its data fetched and prepared,
+    never trained; returns (path, env)."""
     project = tmp_path_factory.mktemp("resume") / request.param
-    env = make_project(project, *mnist_mirror, recipe=request.param, **SLICE)
+    recipe, _, backend = request.param.partition("-")
+    env = make_project(project, *mnist_mirror, recipe=recipe,
+                       **(JAX_SLICE if backend == "jax" else SLICE))
+    if backend == "jax":
+        env["PYTHONPATH"] = without_tensorflow
     run(["dvc", "repro", "preprocess"], project, env)
     return project, env
 
@@ -84,8 +92,10 @@ def interrupt_after_first_epoch(project, env, signum, sigint_ignored=False):
     ("prepared", "signum", "sigint_ignored"),
     [("seed", signal.SIGINT, False), ("seed", signal.SIGINT, True),
      ("seed", signal.SIGTERM, False), ("seed", signal.SIGKILL, False),
-     ("strong", signal.SIGINT, False), ("strong", signal.SIGKILL, False)],
-    ids=["SIGINT", "SIGINT-inherited-ignored", "SIGTERM", "SIGKILL", "strong-SIGINT", "strong-SIGKILL"],
+     ("strong", signal.SIGINT, False), ("strong", signal.SIGKILL, False),
+     ("strong-jax", signal.SIGINT, False)],
+    ids=["SIGINT", "SIGINT-inherited-ignored", "SIGTERM", "SIGKILL", "strong-SIGINT", "strong-SIGKILL",
+         "strong-jax-SIGINT"],
     indirect=["prepared"],
 )
 def test_killed_training_resumes_to_the_uninterrupted_result(
@@ -123,7 +133,7 @@ def test_changed_params_discard_the_resume_state(prepared, tmp_path):
     assert train_log(project)[0] == [1, 2]
 
 
-@pytest.mark.parametrize("prepared", ["seed", "strong"], indirect=True)
+@pytest.mark.parametrize("prepared", ["seed", "strong", "strong-jax"], indirect=True)
 def test_same_params_give_identical_metrics(prepared, uninterrupted, tmp_path):
     project, env = copy_of(prepared, tmp_path / "project")
     run(["dvc", "repro", "--no-run-cache"], project, env)

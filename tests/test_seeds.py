@@ -47,7 +47,7 @@ def test_batch_order_is_a_permutation_fixed_by_seed_and_epoch():
 def batches(batch_size=64, seed=1, first_epoch=0, epochs=2):
     images = np.arange(150, dtype="float32").reshape(150, 1, 1, 1) * np.ones((1, 28, 28, 1), "float32")
     labels = np.arange(150, dtype="float32").reshape(150, 1)
-    return [(batch_images[:, 0, 0, 0].numpy().astype(int), batch_labels[:, 0].numpy().astype(int))
+    return [(batch_images[:, 0, 0, 0].astype(int), batch_labels[:, 0].astype(int))
             for batch_images, batch_labels in training_batches(
                 images, labels, batch_size, seed, first_epoch, epochs)]
 

@@ -1,0 +1,64 @@
+"""The JAX backend's pieces of the train stage; stages/tensorflow_parts.py has the same names.
+
+Imported through stages.backend, after KERAS_BACKEND and XLA_FLAGS are set. Nothing here imports
+TensorFlow.
+"""
+
+import contextlib
+import random
+
+import jax
+import keras
+import numpy as np
+
+# Keras' own layer: the SPMD program of a data-parallel step computes its statistics over the
+# whole batch, so there is nothing to synchronize.
+BatchNormalization = keras.layers.BatchNormalization
+
+
+def batch_norm_options(replicated):
+    return {}
+
+
+def gpus():
+    """(name, compute capability) of each visible GPU."""
+    return [(device.device_kind,
+             tuple(int(part) for part in getattr(device, "compute_capability", "0.0").split(".")))
+            for device in jax.devices() if device.platform == "gpu"]
+
+
+def versions():
+    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__}
+
+
+def seed_everything(seed):
+    """Python's and NumPy's seeds. Keras draws its layers' default seeds from Python's random
+    module; keras.utils.set_random_seed would also import TensorFlow to seed it."""
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def deterministic_ops(xla):
+    """Deterministic by the XLA_FLAGS that stages.backend sets for GPUs; XLA:CPU always is."""
+    return True
+
+
+def jit_compile(xla):
+    """JAX runs Keras' training step compiled, whatever train.xla says (uncompiled, op by op, it
+    would be many times slower)."""
+    if not xla:
+        print("train: JAX compiles every training step with XLA; recorded as xla.used: true")
+    return True
+
+
+def distribution(name):
+    """(scope, replicas) for train.distribute: mirrored is keras.distribution.DataParallel over
+    every GPU, or without GPUs every CPU device (two in the tests, by XLA_FLAGS)."""
+    if name == "mirrored":
+        devices = jax.devices()
+        return keras.distribution.DataParallel(devices=devices).scope(), len(devices)
+    return contextlib.nullcontext(), 1
+
+
+def unsupported(train, gpu_list):
+    return None
