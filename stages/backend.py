@@ -33,5 +33,3 @@ if NAME == "jax":
     from stages import jax_parts as parts
 else:
     from stages import tensorflow_parts as parts
-
-__all__ = ["NAME", "parts"]

@@ -45,7 +45,8 @@ def reseed_layers(model, seed, epoch):
     Keras does not save these streams with a model, so without this a resumed run would draw
     other dropout masks and augmentations than an uninterrupted one. Under a tf.distribute
     strategy each replica holds its own copy of a stream (Keras creates them unaggregated); given
-    the same state, the replicas would drop the same units of their halves of a batch.
+    the same state, the replicas would drop the same units of their halves of a batch. Under
+    JAX's data parallelism a stream is one state that draws for the whole batch (replica 0).
     """
     for index, layer in enumerate(model.layers):
         stream = getattr(layer, "seed_generator", None)
@@ -158,14 +159,14 @@ class LiveEpochs(keras.callbacks.Callback):
 
 def main():
     train = params.load("train")
+    gpus = parts.gpus()
+    if refusal := parts.unsupported(train, gpus):
+        raise SystemExit(refusal)
     stop = StopOnSignal()
     train_images, train_labels = model_inputs(*load_split("train"))
     validation_images, validation_labels = model_inputs(*load_split("validation"))
     validation_data = (validation_images, validation_labels) if len(validation_images) else None
 
-    gpus = parts.gpus()
-    if refusal := parts.unsupported(train, gpus):
-        raise SystemExit(refusal)
     # Same params, same machine, same metrics.
     parts.seed_everything(train["seed"])
     deterministic = parts.deterministic_ops(train["xla"])

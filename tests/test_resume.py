@@ -133,7 +133,9 @@ def test_changed_params_discard_the_resume_state(prepared, tmp_path):
     assert train_log(project)[0] == [1, 2]
 
 
-@pytest.mark.parametrize("prepared", ["seed", "strong", "strong-jax"], indirect=True)
+# On JAX, strong-jax-SIGINT above shows it: the killed run's first epoch, the resumed second and
+# the uninterrupted run, in three processes, end byte-identical.
+@pytest.mark.parametrize("prepared", ["seed", "strong"], indirect=True)
 def test_same_params_give_identical_metrics(prepared, uninterrupted, tmp_path):
     project, env = copy_of(prepared, tmp_path / "project")
     run(["dvc", "repro", "--no-run-cache"], project, env)
