@@ -118,15 +118,18 @@ sys.modules["tensorflow"] = None  # every `import tensorflow` raises ImportError
 
 
 @pytest.fixture(scope="session")
-def without_tensorflow(tmp_path_factory):
-    """PYTHONPATH of a sitecustomize that makes TensorFlow unimportable, as on a machine that has
-    none (the GPU machine of benchmark/gpu_run.py)."""
-    folder = tmp_path_factory.mktemp("without-tensorflow")
+def jax_env(tmp_path_factory):
+    """Environment variables of a JAX run here: a sitecustomize on PYTHONPATH that makes
+    TensorFlow unimportable, as on a machine that has none (the GPU machine of
+    benchmark/gpu_run.py), and one JAX compilation cache for the session, so that a process
+    compiling a training step that an earlier one compiled (a rerun, a resumed run) loads it."""
+    folder = tmp_path_factory.mktemp("jax")
     (folder / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    env = {"PYTHONPATH": str(folder), "JAX_COMPILATION_CACHE_DIR": str(folder / "cache")}
     check = subprocess.run([sys.executable, "-c", "import tensorflow"],
-                           env={**os.environ, "PYTHONPATH": str(folder)}, capture_output=True)
+                           env={**os.environ, **env}, capture_output=True)
     assert check.returncode != 0, "the sitecustomize did not hide TensorFlow"
-    return str(folder)
+    return env
 
 
 GIT_IDENTITY = {
