@@ -81,9 +81,9 @@ def augmentation_layers(augment):
 
 def with_activation(layer_class, arguments, batch_norm, activation):
     """A convolution or dense layer and its activation, with batch normalization between them
-    when asked (the layer then needs no bias: normalization subtracts it). batch_norm is False,
-    or the arguments of the normalization layer."""
-    if not batch_norm:
+    when asked (the layer then needs no bias: normalization subtracts it). batch_norm is None,
+    or the arguments of the normalization layer (under JAX, none: an empty mapping)."""
+    if batch_norm is None:
         return [layer_class(**arguments, activation=activation)]
     return [layer_class(**arguments, use_bias=False), parts.BatchNormalization(**batch_norm),
             keras.layers.Activation(activation)]
@@ -102,10 +102,10 @@ def feature_layers(conv_stack, batch_norm, activation):
 
 
 def batch_norm_arguments(train):
-    """False without batch normalization, else the backend's options for it (statistics over
+    """None without batch normalization, else the backend's options for it (statistics over
     the whole batch when several replicas share it)."""
     if not train["model"]["batch_norm"]:
-        return False
+        return None
     return parts.batch_norm_options(replicated=train["distribute"] != "none")
 
 

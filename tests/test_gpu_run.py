@@ -3,6 +3,7 @@ JAX project it leaves, as a user of train.backend: jax would use it."""
 
 import json
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -52,6 +53,11 @@ def test_gpu_run_script_runs_the_pipeline_on_jax_without_tensorflow(tmp_path, ti
     strong = next(experiment["revs"][0]["data"] for commit in listed
                   for experiment in commit["experiments"] or [] if experiment["name"] == "strong")
     assert strong["params"]["params.yaml"]["data"]["train"]["backend"] == "jax"
+
+    # The workspace's model is the strong line's, with Keras' own batch normalization under JAX.
+    with zipfile.ZipFile(workspace / "data/model/model.keras") as saved:
+        layers = json.loads(saved.read("config.json"))["config"]["layers"]
+    assert [layer["class_name"] for layer in layers].count("BatchNormalization") == 7
 
     # predict loads the JAX-trained model on JAX too, as a user's command would.
     with np.load(workspace / "data/prepared/test.npz") as test:

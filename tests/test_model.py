@@ -7,6 +7,8 @@ from scipy import ndimage
 from stages.model import (
     RandomAffine, affine_rows, build_model, build_optimizer, compile_model, load_model,
 )
+from stages import jax_parts
+from stages import model as model_module
 from stages.tensorflow_parts import FusedBatchNormalization
 from tests.conftest import project_params, strong_recipe_params
 
@@ -48,6 +50,14 @@ def test_readme_strong_recipe_builds_the_strong_cnn(tmp_path):
     assert "MaxPooling2D" not in kinds  # stride-2 convolutions instead
     strided = [layer for layer in model.layers if getattr(layer, "strides", None) == (2, 2)]
     assert [layer.output.shape[1:] for layer in strided] == [(12, 12, 32), (4, 4, 64)]
+
+
+def test_batch_norm_needs_no_options_from_the_backend(tmp_path, monkeypatch):
+    """JAX's batch normalization takes no options: an empty mapping still means batch norm."""
+    monkeypatch.setattr(model_module.parts, "batch_norm_options", jax_parts.batch_norm_options)
+    train = strong_recipe_params(tmp_path)["train"]
+    kinds = [type(layer).__name__ for layer in build_model(train).layers]
+    assert kinds.count("FusedBatchNormalization") == 7 and kinds.count("Conv2D") == 7
     assert isinstance(build_optimizer(train, steps_per_epoch=600), keras.optimizers.Adam)
 
 
