@@ -72,11 +72,94 @@ def affine_rows(angle, scale, shift_x, shift_y, height, width):
     ], axis=1)
 
 
+@keras.saving.register_keras_serializable(package="mnist_dvc")
+class RandomInk(keras.layers.Layer):
+    """Draws each training digit as another pen, scanner or camera would: thicker or thinner
+    strokes, an elastic wobble, blur and fainter ink, each by a random amount per image.
+
+    thickness (pixels, at most 1) blends the digit towards its 3x3 grey dilation or erosion;
+    elastic (pixels) is the largest displacement of a smooth random field (Simard et al. 2003,
+    smoothed by a Gaussian of ELASTIC_SMOOTHING pixels; Keras' own elastic_transform draws the
+    x and y fields from one seed under TensorFlow, so they are equal); blur (pixels) is the
+    largest Gaussian sigma, reached by blending towards the digit blurred by it; contrast
+    (fraction) is how much fainter the ink may get. Training only; float32 like RandomAffine.
+    """
+
+    ELASTIC_SMOOTHING = 4.0
+
+    def __init__(self, thickness=0.0, elastic=0.0, blur=0.0, contrast=0.0, seed=None, **kwargs):
+        super().__init__(**{"dtype": "float32", **kwargs})
+        self.thickness, self.elastic, self.blur, self.contrast = thickness, elastic, blur, contrast
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        ops = keras.ops
+        per_image = (ops.shape(images)[0], 1, 1, 1)
+
+        def uniform(low, high):
+            return keras.random.uniform(per_image, low, high, seed=self.seed_generator)
+
+        if self.thickness:
+            amount = uniform(-self.thickness, self.thickness)
+            thicker = ops.max_pool(images, 3, strides=1, padding="same")
+            thinner = -ops.max_pool(-images, 3, strides=1, padding="same")
+            target = ops.where(amount > 0, thicker, thinner)
+            images = images + ops.abs(amount) * (target - images)
+        if self.elastic:
+            images = self.wobble(images)
+        if self.blur:
+            blurred = gaussian_blurred(images, self.blur)
+            images = images + uniform(0, 1) * (blurred - images)
+        if self.contrast:
+            images = images * uniform(1 - self.contrast, 1)
+        return images
+
+    def wobble(self, images):
+        """Elastic distortion: every pixel read from a point displaced by a smooth random field
+        whose largest displacement is `elastic` pixels."""
+        ops = keras.ops
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        noise = keras.random.uniform((batch, height, width, 2), -1, 1, seed=self.seed_generator)
+        field = gaussian_blurred(noise, self.ELASTIC_SMOOTHING)
+        largest = ops.max(ops.abs(field), axis=(1, 2, 3), keepdims=True)
+        field = field * (self.elastic / ops.maximum(largest, 1e-6))
+        rows, columns = ops.meshgrid(ops.arange(height, dtype="float32"),
+                                     ops.arange(width, dtype="float32"), indexing="ij")
+        image_index = ops.broadcast_to(
+            ops.reshape(ops.arange(batch, dtype="float32"), (-1, 1, 1)), (batch, height, width))
+        coordinates = ops.stack([image_index, rows + field[..., 0], columns + field[..., 1],
+                                 ops.zeros_like(image_index)])
+        return ops.image.map_coordinates(
+            images, coordinates[..., None], order=1, fill_mode="constant"
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "thickness": self.thickness, "elastic": self.elastic,
+                "blur": self.blur, "contrast": self.contrast, "seed": self.seed}
+
+
+def gaussian_blurred(images, sigma):
+    """Each channel blurred by a Gaussian of `sigma` pixels, its kernel 3 sigmas each way."""
+    side = 2 * math.ceil(3 * sigma) + 1
+    return keras.ops.image.gaussian_blur(images, (side, side), (sigma, sigma))
+
+
+AFFINE_KEYS = ("rotation", "shift", "zoom")
+INK_KEYS = ("thickness", "elastic", "blur", "contrast")
+
+
 def augmentation_layers(augment):
-    """A RandomAffine layer when any of rotation (degrees), shift and zoom (fractions) is on."""
-    if not any(augment.values()):
-        return []
-    return [RandomAffine(augment["rotation"], augment["shift"], augment["zoom"])]
+    """RandomAffine when any of rotation (degrees), shift and zoom (fractions) is on, then
+    RandomInk when any of its changes is: a recipe without them builds the model it always did."""
+    layers = []
+    if any(augment[key] for key in AFFINE_KEYS):
+        layers.append(RandomAffine(*(augment[key] for key in AFFINE_KEYS)))
+    if any(augment[key] for key in INK_KEYS):
+        layers.append(RandomInk(*(augment[key] for key in INK_KEYS)))
+    return layers
 
 
 def with_activation(layer_class, arguments, batch_norm, activation):

@@ -183,6 +183,10 @@ SCHEMA = {
             "rotation": _number(0, 180),
             "shift": _number(0, 1, below_maximum=True),
             "zoom": _number(0, 1, below_maximum=True),
+            "thickness": _number(0, 1),
+            "elastic": _number(0, 4),
+            "blur": _number(0, 2),
+            "contrast": _number(0, 1, below_maximum=True),
         },
         "model": {
             "conv_stack": _list_of(_conv_stack_item, non_empty=False),

@@ -19,7 +19,8 @@ def test_defaults_are_the_seed_recipe():
     assert train["optimizer"] == {"name": "adadelta", "learning_rate": 1.0}
     assert (train["lr_schedule"], train["lr_decay"], train["lr_warmup_epochs"]) == ("exponential", 1.0, 0)
     assert train["label_smoothing"] == 0.0
-    assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0}
+    assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0, "thickness": 0.0,
+                                "elastic": 0.0, "blur": 0.0, "contrast": 0.0}
     assert train["model"]["batch_norm"] is False
     assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
     assert project_params()["plot"]["grid_size"] == 100
