@@ -117,15 +117,20 @@ class RandomInk(keras.layers.Layer):
             images = images * uniform(1 - self.contrast, 1)
         return images
 
-    def wobble(self, images):
-        """Elastic distortion: every pixel read from a point displaced by a smooth random field
-        whose largest displacement is `elastic` pixels."""
+    def field(self, batch, height, width):
+        """Per image, a smooth random displacement (rows, columns) in pixels, scaled so that its
+        longest vector is `elastic` pixels long."""
         ops = keras.ops
-        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
         noise = keras.random.uniform((batch, height, width, 2), -1, 1, seed=self.seed_generator)
         field = gaussian_blurred(noise, self.ELASTIC_SMOOTHING)
-        largest = ops.max(ops.abs(field), axis=(1, 2, 3), keepdims=True)
-        field = field * (self.elastic / ops.maximum(largest, 1e-6))
+        longest = ops.max(ops.sqrt(ops.sum(field**2, axis=-1)), axis=(1, 2))
+        return field * ops.reshape(self.elastic / ops.maximum(longest, 1e-12), (-1, 1, 1, 1))
+
+    def wobble(self, images):
+        """Elastic distortion: each pixel read, bilinearly, from a point displaced by field()."""
+        ops = keras.ops
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        field = self.field(batch, height, width)
         rows, columns = ops.meshgrid(ops.arange(height, dtype="float32"),
                                      ops.arange(width, dtype="float32"), indexing="ij")
         image_index = ops.broadcast_to(

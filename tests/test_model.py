@@ -5,7 +5,8 @@ import tensorflow as tf
 from scipy import ndimage
 
 from stages.model import (
-    RandomAffine, affine_rows, build_model, build_optimizer, compile_model, load_model,
+    RandomAffine, RandomInk, affine_rows, build_model, build_optimizer, compile_model,
+    gaussian_blurred, load_model,
 )
 from stages import jax_parts
 from stages import model as model_module
@@ -69,6 +70,99 @@ def test_augmentation_acts_in_training_only(tmp_path):
     assert np.array_equal(augmentation(digits, training=False), digits)
     changed = augmentation(digits, training=True)
     assert changed.shape == digits.shape and not np.allclose(changed, digits)
+
+
+def one_digit():
+    """A one and a dot, off-centre, in a batch of one."""
+    image = np.zeros((1, 28, 28, 1), "float32")
+    image[0, 6:22, 12:15] = 1.0
+    image[0, 6:9, 9:12] = 0.5
+    return image
+
+
+def ink(layer, images):
+    return keras.ops.convert_to_numpy(layer(images, training=True))
+
+
+def test_ink_augmentation_acts_in_training_only_and_only_when_asked(tmp_path):
+    train = strong_recipe_params(tmp_path)["train"]
+    assert "RandomInk" not in [type(layer).__name__ for layer in build_model(train).layers]
+    for key in ("thickness", "elastic", "blur", "contrast"):
+        augment = {**train["augment"], key: 0.5}
+        layers = build_model({**train, "augment": augment}).layers
+        assert [type(layer).__name__ for layer in layers[:2]] == ["RandomAffine", "RandomInk"]
+        assert getattr(layers[1], key) == 0.5
+    layer = RandomInk(thickness=1, elastic=2, blur=1, contrast=0.5, seed=0)
+    digits = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+    assert np.array_equal(layer(digits, training=False), digits)
+
+
+def test_thickness_blends_towards_dilation_or_erosion_up_to_its_limit():
+    images = np.repeat(one_digit(), 4000, axis=0)
+    thicker = ndimage.grey_dilation(images[0, :, :, 0], size=3)
+    thinner = ndimage.grey_erosion(images[0, :, :, 0], size=3, mode="constant", cval=0)
+    drawn = ink(RandomInk(thickness=0.6, seed=0), images)[..., 0]
+    # Each output is the digit moved a fraction t of the way to thicker (t > 0) or thinner.
+    towards = np.where(drawn.sum(axis=(1, 2)) > images[0].sum(), 1, -1)
+    fractions = []
+    for image, sign in zip(drawn, towards):
+        target = thicker if sign > 0 else thinner
+        changed = target != images[0, :, :, 0]
+        amount = (image - images[0, :, :, 0])[changed] / (target - images[0, :, :, 0])[changed]
+        np.testing.assert_allclose(amount, amount[0], atol=1e-5)
+        fractions.append(sign * amount[0])
+    assert -0.6 - 1e-6 <= min(fractions) < -0.59 and 0.59 < max(fractions) <= 0.6 + 1e-6
+    assert abs(np.mean(fractions)) < 0.03
+
+
+def test_blur_blends_towards_the_gaussian_of_its_sigma():
+    images = np.repeat(one_digit(), 2000, axis=0)
+    blurred = keras.ops.convert_to_numpy(gaussian_blurred(images[:1], 1.5))[0, :, :, 0]
+    reference = ndimage.gaussian_filter(images[0, :, :, 0], 1.5, mode="constant", truncate=3)
+    np.testing.assert_allclose(blurred, reference, atol=2e-3)
+    drawn = ink(RandomInk(blur=1.5, seed=0), images)[..., 0]
+    change = (blurred - images[0, :, :, 0]).ravel()
+    # Each output is the digit moved a fraction of the way to the blurred one.
+    amounts = [np.dot((image - images[0, :, :, 0]).ravel(), change) / np.dot(change, change)
+               for image in drawn]
+    for image, amount in zip(drawn[:50], amounts):
+        np.testing.assert_allclose(image, images[0, :, :, 0] + amount * change.reshape(28, 28),
+                                   atol=1e-5)
+    assert 0 <= min(amounts) < 0.01 and 0.99 < max(amounts) <= 1 + 1e-5
+
+
+def test_contrast_makes_ink_fainter_by_at_most_its_fraction():
+    images = np.repeat(one_digit(), 2000, axis=0)
+    drawn = ink(RandomInk(contrast=0.4, seed=0), images)
+    factors = drawn.max(axis=(1, 2, 3))
+    np.testing.assert_allclose(drawn, images * factors[:, None, None, None], atol=1e-6)
+    assert 0.6 - 1e-6 <= factors.min() < 0.61 and 0.99 < factors.max() <= 1
+
+
+def test_elastic_field_is_smooth_independent_in_x_and_y_and_as_long_as_asked():
+    field = keras.ops.convert_to_numpy(RandomInk(elastic=2.0, seed=0).field(200, 28, 28))
+    lengths = np.linalg.norm(field, axis=-1)
+    np.testing.assert_allclose(lengths.max(axis=(1, 2)), 2.0, rtol=1e-5)
+    # Smooth: neighbouring pixels move alike (white noise: 1.3 times its mean size).
+    assert np.abs(np.diff(field, axis=1)).mean() < 0.3 * np.abs(field).mean()
+    # Keras' elastic_transform draws both fields from one seed; these must differ.
+    assert abs(np.corrcoef(field[..., 0].ravel(), field[..., 1].ravel())[0, 1]) < 0.1
+    assert not np.allclose(field[0], field[1])
+
+
+def test_elastic_moves_ink_by_the_field():
+    layer = RandomInk(elastic=2.0, seed=0)
+    image = np.zeros((300, 28, 28, 1), "float32")
+    image[:, 13:15, 13:15] = 1.0  # a dot: where its ink lands shows the displacement there
+    drawn = ink(layer, image)[..., 0]
+    rows, columns = np.mgrid[:28, :28]
+    mass = drawn.sum(axis=(1, 2))
+    centres = np.stack([(drawn * rows).sum(axis=(1, 2)) / mass,
+                        (drawn * columns).sum(axis=(1, 2)) / mass], axis=1)
+    moved = np.linalg.norm(centres - 13.5, axis=1)
+    # Bilinear reading reaches a pixel beyond the displaced point.
+    assert moved.max() <= 2.0 + 1.0 and np.median(moved) > 0.3
+    np.testing.assert_allclose(np.median(mass), 4.0, rtol=0.25)  # moved, not smeared away
 
 
 def affine(image, angle=0.0, scale=1.0, shift_x=0.0, shift_y=0.0):

@@ -22,7 +22,8 @@ def test_defaults_are_the_seed_recipe():
     assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0, "thickness": 0.0,
                                 "elastic": 0.0, "blur": 0.0, "contrast": 0.0}
     assert train["model"]["batch_norm"] is False
-    assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
+    assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42,
+                                              "ood": {"count": None, "seed": 0}}
     assert project_params()["plot"]["grid_size"] == 100
 
 
@@ -66,6 +67,11 @@ BAD_PARAMS = [
     ("train", ["epoch"], 8, "train.epoch: unknown key (did you mean train.epochs?)"),
     ("preprocess", ["train_limit"], -5, "preprocess.train_limit: must be >= 1, got -5"),
     ("preprocess", ["validation_split"], 1.0, "preprocess.validation_split: must be < 1"),
+    ("preprocess", ["ood", "count"], 2000, "preprocess.ood.count: must be <= 1797, got 2000"),
+    ("train", ["augment", "thickness"], 1.5, "train.augment.thickness: must be <= 1, got 1.5"),
+    ("train", ["augment", "elastic"], -1, "train.augment.elastic: must be >= 0, got -1"),
+    ("train", ["augment", "blur"], 3, "train.augment.blur: must be <= 2, got 3"),
+    ("train", ["augment", "contrast"], 1, "train.augment.contrast: must be < 1, got 1"),
     ("fetch", ["mirrors"], [], "fetch.mirrors: must be a non-empty list"),
     ("fetch", ["mirrors"], ["ftp://x/"], "fetch.mirrors: item 0: must be an http://"),
     ("fetch", ["files", "t10k-labels-idx1-ubyte.gz"], "xyz", "fetch.files: t10k-labels-idx1-ubyte.gz: must be 32"),

@@ -8,7 +8,7 @@ import numpy as np
 
 from stages import seeds
 from stages.model import build_model
-from stages.train import training_batches
+from stages.train import reseed_layers, training_batches
 from tests.conftest import project_params, strong_recipe_params
 
 EPOCHS, REPLICAS = range(15), range(2)
@@ -65,3 +65,23 @@ def test_training_batches_follow_seed_batch_size_and_epochs():
     resumed = batches(first_epoch=1)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(resumed, two_epochs[3:], strict=True))
     assert batches(first_epoch=2) == []
+
+
+def test_reseeding_restarts_every_augmentation_stream_at_its_epoch(tmp_path):
+    """What resume relies on: after reseed_layers(seed, epoch) both augmentation layers draw
+    what they drew at that epoch before, whatever was drawn in between."""
+    train = strong_recipe_params(tmp_path)["train"]
+    train["augment"].update(thickness=1.0, elastic=1.5, blur=1.0, contrast=0.3)
+    model = build_model(train)
+    assert [type(layer).__name__ for layer in model.layers[:2]] == ["RandomAffine", "RandomInk"]
+    digits = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+
+    def augmented(epoch):
+        reseed_layers(model, seed=1, epoch=epoch)
+        return keras.ops.convert_to_numpy(model.layers[1](model.layers[0](digits, training=True),
+                                                          training=True))
+
+    first = augmented(3)
+    augmented(4)
+    assert np.array_equal(augmented(3), first)
+    assert not np.allclose(augmented(4), first)
