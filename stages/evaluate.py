@@ -1,7 +1,8 @@
 """Stage evaluate: the recipe's test and training-set scores, plus where the model goes wrong.
 
 Writes reports/metrics.json (headline metrics) and reports/eval/: predictions.csv (one row a
-test image, DVC's confusion-matrix source), per_class.csv and misclassified.csv. Publishes the
+test image, DVC's confusion-matrix source), per_class.csv, misclassified.csv and ood.csv (the
+score on digits that are not MNIST, data/ood/, by how they were drawn). Publishes the
 train stage's log to reports/training/: metrics.json, loss.csv, accuracy.csv and speed.csv (see
 publish_training_log).
 """
@@ -14,10 +15,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages import params
+from stages import ood, params
 from stages.atomic import atomic_path, write_json
-from stages.data import MODEL_PATH, TRAIN_LOG_DIR, confusion_counts, load_split, model_inputs
+from stages.data import (MODEL_PATH, NUM_CLASSES, TRAIN_LOG_DIR, confusion_counts, load_split,
+                         model_inputs)
 from stages.model import load_model
+from stages.predict import load_digit
 
 METRICS_PATH = Path("reports/metrics.json")
 EVAL_DIR = Path("reports/eval")
@@ -33,6 +36,26 @@ def score(model, images, labels, batch_size):
     loss = float(keras.losses.CategoricalCrossentropy()(one_hot, probabilities))
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
     return loss, accuracy, probabilities
+
+
+def ood_scores(model, folder, batch_size):
+    """Loss and accuracy on the drawn digits of `folder`, each prepared by predict's own code
+    from its image file, and the accuracy by how the digits were drawn: one row a trouble,
+    polarity and canvas size."""
+    drawn = pd.DataFrame(ood.read_labels(folder))
+    digits = np.stack([load_digit(folder / name) for name in drawn["file"]])[..., None]
+    labels = drawn["digit"].astype(int).to_numpy()
+    probabilities = model.predict(digits, batch_size=batch_size, verbose=0)
+    one_hot = np.eye(NUM_CLASSES, dtype="float32")[labels]
+    loss = float(keras.losses.CategoricalCrossentropy()(one_hot, probabilities))
+    drawn["right"] = probabilities.argmax(axis=1) == labels
+    by_condition = pd.concat(
+        drawn.groupby(column)["right"].agg(images="size", accuracy="mean")
+        .rename_axis("value").reset_index().assign(drawn_by=column)
+        for column in ["trouble", "polarity", "size"]
+    )
+    by_condition = by_condition[["drawn_by", "value", "images", "accuracy"]].round(4)
+    return loss, float(drawn["right"].mean()), by_condition
 
 
 def per_class_scores(predictions):
@@ -103,6 +126,7 @@ def main():
         model, test_images, test_labels, evaluate["batch_size"]
     )
     train_loss, train_accuracy, _ = score(model, train_images, train_labels, evaluate["batch_size"])
+    ood_loss, ood_accuracy, ood_by_condition = ood_scores(model, ood.OOD_DIR, evaluate["batch_size"])
 
     predictions = pd.DataFrame(
         {
@@ -118,6 +142,7 @@ def main():
     write_csv(predictions, EVAL_DIR / "predictions.csv", index=False)
     write_csv(misclassified, EVAL_DIR / "misclassified.csv", index=False)
     write_csv(scores, EVAL_DIR / "per_class.csv")
+    write_csv(ood_by_condition, EVAL_DIR / "ood.csv", index=False)
     metrics = {
         "test": {"loss": round(test_loss, 6), "accuracy": test_accuracy},
         # The trained model on the whole training set; the running means over the training
@@ -125,11 +150,14 @@ def main():
         "train_set": {"loss": round(train_loss, 6), "accuracy": train_accuracy},
         "test_macro_f1": round(float(scores["f1"].mean()), 4),
         "test_misclassified": len(misclassified),
+        # Digits that are not MNIST, drawn as users' image files (stages/ood.py).
+        "ood": {"loss": round(ood_loss, 6), "accuracy": round(ood_accuracy, 4)},
     }
     write_json(METRICS_PATH, metrics)
     publish_training_log()
     print(f"evaluate: test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}; "
-          f"training-set accuracy {train_accuracy:.4f}, loss {train_loss:.4f}")
+          f"training-set accuracy {train_accuracy:.4f}, loss {train_loss:.4f}; "
+          f"out-of-distribution accuracy {ood_accuracy:.4f}")
 
 
 if __name__ == "__main__":

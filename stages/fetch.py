@@ -1,7 +1,8 @@
 """Stage fetch: the four MNIST files into data/raw/, each verified whatever its source.
 
-Sources are tried in order: $MNIST_MIRROR (a folder or file:// URL) if set, then fetch.mirrors.
-A source that fails or serves the wrong content is skipped for the next one.
+Sources are tried in order: $MNIST_MIRROR (a folder, or an http://, https:// or file:// URL) if
+set, then the mirrors of stages/mnist_sources.yaml, which also holds each file's MD5. A source
+that fails or serves the wrong content is skipped for the next one.
 """
 
 import gzip
@@ -20,6 +21,7 @@ from stages import params
 from stages.atomic import atomic_path
 
 RAW_DIR = Path("data/raw")
+SOURCES_FILE = Path("stages/mnist_sources.yaml")
 CHUNK_SIZE = 1 << 20
 
 
@@ -96,9 +98,10 @@ def fetch_file(name, expected_md5, sources, timeout, retries):
 
 def main():
     fetch = params.load("fetch")
+    mnist = params.load_mnist_sources(SOURCES_FILE)
     local_mirror = os.environ.get("MNIST_MIRROR")
-    sources = ([local_mirror] if local_mirror else []) + fetch["mirrors"]
-    for name, expected_md5 in fetch["files"].items():
+    sources = ([local_mirror] if local_mirror else []) + mnist["mirrors"]
+    for name, expected_md5 in mnist["files"].items():
         fetch_file(name, expected_md5, sources, fetch["timeout"], fetch["retries"])
 
 

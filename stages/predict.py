@@ -5,7 +5,8 @@
 Each image is prepared the way MNIST's digits were made: the ink cropped to its bounding box,
 scaled with anti-aliasing to fit a 20x20 box (aspect ratio kept), and placed in a 28x28 field
 with its centre of mass at the centre. Dark ink on light paper or light on dark, grayscale, RGB
-or RGBA with a transparent background: all become MNIST's light ink on black.
+or RGBA with a transparent background, faint or full contrast, clean or noisy paper: all
+become MNIST's full-white ink on black.
 """
 
 import argparse
@@ -15,12 +16,17 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy.ndimage import label, median_filter
 
 from stages.data import MODEL_PATH
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are paper texture or noise
 MNIST_CENTRE = 14.0  # where MNIST's digits have their centre of mass (row and column, measured)
+# paper_noise above which a median filter cleans the image first. Clean scans and drawings
+# measure below 0.01; the filter also blunts fine strokes, so they are left as they are.
+NOISY_PAPER = 0.03
+SPECK = 0.05  # of the largest patch of ink: smaller ones on noisy paper are noise
 
 
 class ImageError(ValueError):
@@ -28,7 +34,8 @@ class ImageError(ValueError):
 
 
 def ink_map(image):
-    """Ink strength in [0, 1] for each pixel, whatever the file's colours and background."""
+    """Ink strength in [0, 1] for each pixel, whatever the file's colours and background: the
+    strongest ink becomes 1, so faint pencil or a low-contrast photo reaches MNIST's full white."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
         if alpha.min() < 255:  # a transparent background: the ink is what is opaque
@@ -41,9 +48,33 @@ def ink_map(image):
     return np.clip(ink / max(ink.max(), 1e-6), 0, 1)
 
 
-def mnist_like(image):
-    """A 28x28 float32 array in [0, 1], light ink on black, centred by its centre of mass."""
+def paper_noise(ink):
+    """The spread of the ink map along the image's border, where there is only paper."""
+    return float(np.std(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])))
+
+
+def without_specks(ink):
+    """ink with the specks the median filter left removed: patches of ink much smaller than the
+    largest stroke, which would otherwise stretch the digit's bounding box across the paper."""
+    patches, count = label(ink >= INK_THRESHOLD)
+    if count == 0:
+        return ink
+    areas = np.bincount(patches.ravel())[1:]
+    specks = np.isin(patches, 1 + np.flatnonzero(areas < SPECK * areas.max()))
+    return np.where(specks, 0, ink)
+
+
+def mnist_like(image, denoise=True):
+    """A 28x28 float32 array in [0, 1], light ink on black, centred by its centre of mass.
+
+    On noisy paper (grain, sensor noise, JPEG speckle) a 3x3 median filter runs first, the specks
+    it leaves are removed and the ink is scaled to full white again; `denoise=False` skips this (benchmark/ood_denoise.py
+    measures what it gains).
+    """
     ink = ink_map(image)
+    if denoise and paper_noise(ink) > NOISY_PAPER:
+        ink = without_specks(median_filter(ink, size=3))
+        ink = ink / max(ink.max(), 1e-6)
     rows, columns = np.nonzero(ink >= INK_THRESHOLD)
     if rows.size == 0:
         raise ImageError("no ink found (a blank image?)")
@@ -51,7 +82,9 @@ def mnist_like(image):
     scale = 20 / max(cropped.shape)
     size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
     digit = Image.fromarray((cropped * 255).astype(np.uint8)).resize(size, Image.LANCZOS)
-    digit = np.asarray(digit, dtype=np.float32) / 255
+    digit = np.asarray(digit, dtype=np.float32)
+    # A fine pen on a large photo shrinks to faint grey: MNIST's strokes reach full white.
+    digit = digit / max(digit.max(), 1e-6)
 
     total = digit.sum()
     row_centre = (digit.sum(axis=1) * np.arange(digit.shape[0])).sum() / total
@@ -72,10 +105,10 @@ def image_files(paths):
             yield path
 
 
-def load_digit(path):
+def load_digit(path, denoise=True):
     try:
         with Image.open(path) as image:
-            return mnist_like(ImageOps.exif_transpose(image))
+            return mnist_like(ImageOps.exif_transpose(image), denoise)
     except (UnidentifiedImageError, OSError) as error:
         raise ImageError(f"not a readable image ({getattr(error, 'strerror', None) or error})") from None
 

@@ -2,13 +2,15 @@
 
 data/prepared/{train,validation,test}.npz each hold `images` (N, 28, 28) and `labels` (N,).
 Scaling to [0, 1] and one-hot labels happen where the arrays are used (stages/data.py).
+data/ood/ holds digits that are not MNIST, drawn as users' image files (stages/ood.py), for
+evaluate's out-of-distribution score.
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from stages import params
+from stages import ood, params
 from stages.data import save_split
 from stages.idx import IdxError, read_pair
 
@@ -50,6 +52,8 @@ def main():
     for name, (images, labels) in splits.items():
         save_split(name, images, labels)
         print(f"preprocess: {name}: {len(images)} images")
+    drawn = ood.build(ood.OOD_DIR, preprocess["ood"]["count"], preprocess["ood"]["seed"])
+    print(f"preprocess: ood: {drawn} drawn digits in {ood.OOD_DIR}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,13 @@ def headline(metrics, tutorial):
     return table.to_markdown(floatfmt=".4f")
 
 
+def ood_conditions():
+    """The out-of-distribution accuracy by how the digits were drawn."""
+    drawn = pd.read_csv(REPORTS_DIR / "eval/ood.csv")
+    drawn.columns = ["drawn by", "value", "digits", "accuracy"]
+    return drawn.to_markdown(index=False, floatfmt=["", "", ".0f", ".4f"])
+
+
 def epochs():
     """One row an epoch: the curves side by side, then the epoch's speed."""
     curves = []
@@ -81,6 +88,16 @@ run this project reproduces.
 {headline(metrics, tutorial)}
 
 Misclassified test digits: {metrics['test_misclassified']}; macro F1: {metrics['test_macro_f1']:.4f}.
+
+## Digits that are not MNIST
+
+Accuracy {metrics['ood']['accuracy']:.4f} (loss {metrics['ood']['loss']:.4f}) on the UCI
+handwritten digits that scikit-learn ships, drawn as users' image files of several sizes, dark
+on light or light on dark, some blurred, faint or noisy (`stages/ood.py`), each prepared by
+`python -m stages.predict`'s own code. Other writers, another scanner, thicker strokes: how the
+model does on digits it was not trained on.
+
+{ood_conditions()}
 
 ## Each epoch
 

@@ -72,6 +72,20 @@ def project_params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+MNIST_SOURCES = "stages/mnist_sources.yaml"
+
+
+def write_mnist_sources(project, md5s, mirrors=None):
+    """The project's stages/mnist_sources.yaml with these MD5s (and mirrors, if given)."""
+    path = Path(project) / MNIST_SOURCES
+    sources = yaml.safe_load((ROOT / MNIST_SOURCES).read_text())
+    sources["files"] = md5s
+    if mirrors is not None:
+        sources["mirrors"] = mirrors
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(sources, sort_keys=False))
+
+
 def strong_recipe_params(folder):
     """params.yaml with the README's strong recipe applied by DVC's own `-S` code."""
     from dvc.utils.hydra import apply_overrides
@@ -107,7 +121,7 @@ def tiny_mirror(tmp_path):
 def mnist_mirror(tmp_path_factory):
     """(folder, md5 table) of real MNIST when shared/ is beside the checkout, else synthetic."""
     if SHARED_MNIST.is_dir():
-        return SHARED_MNIST, project_params()["fetch"]["files"]
+        return SHARED_MNIST, yaml.safe_load((ROOT / MNIST_SOURCES).read_text())["files"]
     folder = tmp_path_factory.mktemp("mirror")
     return folder, write_mirror(folder, train_count=3000, test_count=500)
 
@@ -181,6 +195,9 @@ def set_params(project, **changes):
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
+OOD_DIGITS = 40  # of the 1,797 out-of-distribution digits: enough for every way of drawing
+
+
 def make_project(destination, mirror, md5s, recipe="seed", **params):
     """A fresh git repository holding the project, with the README's strong recipe if asked, and
     `params` changed; returns its env."""
@@ -188,7 +205,8 @@ def make_project(destination, mirror, md5s, recipe="seed", **params):
     if recipe == "strong":
         strong_recipe_params(destination)
     env = pipeline_env(mirror)
-    set_params(destination, **{"fetch.files": md5s, **params})
+    write_mnist_sources(destination, md5s)
+    set_params(destination, **{"preprocess.ood.count": OOD_DIGITS, **params})
     run(["git", "init", "-q"], destination, env)
     run(["git", "add", "-A"], destination, env)
     run(["git", "commit", "-qm", "project"], destination, env)

@@ -9,7 +9,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from tests.conftest import MNIST_FILES, run_stage
+from tests.conftest import MNIST_FILES, MNIST_SOURCES, run_stage, write_mnist_sources
 
 TRAIN_IMAGES = MNIST_FILES["train_images"]
 
@@ -56,8 +56,8 @@ def closed_port_url():
 
 
 def fetch(project, md5s, mirrors, local_mirror=None):
-    params = {"fetch": {"mirrors": mirrors, "timeout": 1, "retries": 1, "files": md5s}}
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    (project / "params.yaml").write_text(yaml.safe_dump({"fetch": {"timeout": 1, "retries": 1}}))
+    write_mnist_sources(project, md5s, mirrors)
     env = {"MNIST_MIRROR": str(local_mirror)} if local_mirror else {"MNIST_MIRROR": ""}
     return run_stage("fetch", project, env=env, check=False)
 
@@ -75,7 +75,7 @@ def test_from_local_mirror_environment_variable(tmp_path, tiny_mirror):
     assert_fetched(tmp_path, folder)
 
 
-def test_from_file_url_mirror_in_params(tmp_path, tiny_mirror):
+def test_from_file_url_mirror_in_the_sources_file(tmp_path, tiny_mirror):
     folder, md5s = tiny_mirror
     result = fetch(tmp_path, md5s, [folder.as_uri()])
     assert result.returncode == 0, result.stderr
@@ -139,3 +139,32 @@ def test_when_every_source_fails_one_line_names_file_and_each_failure(tmp_path, 
     assert f"{folder.as_uri()}: content MD5 " in message and f"expected {'0' * 32}" in message
     assert not (project / "data/raw" / TRAIN_IMAGES).exists()
     assert not [p for p in (project / "data/raw").iterdir() if p.name.startswith(".")]
+
+
+def test_http_url_in_the_environment_variable(tmp_path, http_mirror, tiny_mirror):
+    _, url = http_mirror
+    result = fetch(tmp_path, tiny_mirror[1], [closed_port_url()], local_mirror=url)
+    assert result.returncode == 0, result.stderr
+    assert_fetched(tmp_path, tiny_mirror[0])
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("mirrors", [], "mirrors: must be a non-empty list"),
+    ("mirrors", ["ftp://x/"], "mirrors: item 0: must be an http://"),
+    ("files", {"t10k-labels-idx1-ubyte.gz": "xyz"},
+     "files: t10k-labels-idx1-ubyte.gz: must be 32 lowercase hex digits"),
+    ("mirror", ["http://x/"], "mirror: unknown key (did you mean mirrors?)"),
+])
+def test_a_bad_sources_file_is_one_line_naming_the_key(tmp_path, tiny_mirror, key, value, message):
+    folder, md5s = tiny_mirror
+    write_mnist_sources(tmp_path, md5s)
+    path = tmp_path / MNIST_SOURCES
+    sources = yaml.safe_load(path.read_text())
+    sources[key] = value
+    path.write_text(yaml.safe_dump(sources))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fetch": {"timeout": 1, "retries": 1}}))
+    result = run_stage("fetch", tmp_path, env={"MNIST_MIRROR": str(folder)}, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{MNIST_SOURCES}: {message}")
+    assert not (tmp_path / "data/raw").exists()

@@ -2,12 +2,15 @@
 
 import json
 
+import keras
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
 from stages import plot
-from tests.conftest import make_project, run, run_capturing, set_params, stages_run
+from stages.predict import load_digit
+from tests.conftest import OOD_DIGITS, make_project, run, run_capturing, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +29,23 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     assert len(list((project / "data/raw").glob("*.gz"))) == 4
     assert sorted(p.name for p in (project / "data/prepared").iterdir()) == [
         "test.npz", "train.npz", "validation.npz"]
+    assert len(list((project / "data/ood").glob("*.png"))) == OOD_DIGITS
     assert (project / "data/model/model.keras").stat().st_size > 3_000_000
     losses = pd.read_csv(project / "reports/training/loss.csv")
     assert list(losses["epoch"]) == [1] and list(losses["measured_on"]) == ["training batches"]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert 0.3 < metrics["test"]["accuracy"] <= 1 and metrics["test"]["loss"] > 0
     assert 0.3 < metrics["train_set"]["accuracy"] <= 1
+    # The out-of-distribution score: each drawn digit through predict's own preparation.
+    ood = pd.read_csv(project / "reports/eval/ood.csv")
+    assert set(ood["drawn_by"]) == {"trouble", "polarity", "size"}
+    assert (ood.groupby("drawn_by")["images"].sum() == OOD_DIGITS).all()
+    drawn = pd.read_csv(project / "data/ood/labels.csv")
+    model = keras.models.load_model(project / "data/model/model.keras")
+    digits = np.stack([load_digit(project / "data/ood" / name) for name in drawn["file"]])
+    right = model.predict(digits[..., None], verbose=0).argmax(axis=1) == drawn["digit"]
+    assert metrics["ood"]["accuracy"] == pytest.approx(right.mean(), abs=1e-4)
+    assert metrics["ood"]["loss"] > 0
     predictions = pd.read_csv(project / "reports/eval/predictions.csv")
     assert list(predictions.columns) == ["image", "actual", "predicted", "probability"]
     assert (predictions["actual"] == predictions["predicted"]).mean() == metrics["test"]["accuracy"]
@@ -51,6 +65,12 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
 
     set_params(project, **{"plot.seed": 7})
     assert stages_run(run(["dvc", "repro"], project, env)) == ["plot", "report"]
+
+    # Another out-of-distribution set is scored again; the model is not retrained.
+    set_params(project, **{"preprocess.ood.seed": 1})
+    assert stages_run(run(["dvc", "repro"], project, env)) == [
+        "preprocess", "evaluate", "report"]
+    assert json.loads((project / "reports/metrics.json").read_text())["test"] == metrics["test"]
 
     set_params(project, **{"train.seed": 7})
     assert stages_run(run(["dvc", "repro"], project, env)) == [

@@ -8,9 +8,10 @@ import sys
 import keras
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from stages.data import model_inputs
+from stages.predict import NOISY_PAPER, ink_map, mnist_like, paper_noise
 from tests.conftest import ROOT, SHARED_MNIST, make_project, run
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
@@ -121,3 +122,59 @@ def test_missing_model_is_one_line(tmp_path):
     result = predict("--model", tmp_path / "none.keras", tmp_path / "digit.png", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == f"predict: no model at {tmp_path / 'none.keras'} (run `dvc repro train` or pass --model)"
+
+
+def pen_digit(stroke, paper=255, ink=0, size=240):
+    """A seven drawn with a pen `stroke` pixels wide, as a grayscale photo of paper."""
+    image = Image.new("L", (size, size), paper)
+    ImageDraw.Draw(image).line([(60, 50), (180, 50), (110, 200)], fill=ink, width=stroke,
+                               joint="curve")
+    return image
+
+
+def centre_of_mass(digit):
+    rows, columns = np.mgrid[:28, :28]
+    return (digit * rows).sum() / digit.sum(), (digit * columns).sum() / digit.sum()
+
+
+def assert_mnist_like(digit):
+    """Full-white ink on black, in a 20x20 box, centred by mass as MNIST's digits are."""
+    rows, columns = np.nonzero(digit > 0.05)
+    assert digit.max() == pytest.approx(1.0)
+    assert max(np.ptp(rows), np.ptp(columns)) + 1 <= 20 + 1
+    np.testing.assert_allclose(centre_of_mass(digit), 14.0, atol=0.6)
+
+
+def test_low_contrast_reaches_full_white():
+    clean = mnist_like(pen_digit(14))
+    faint = mnist_like(pen_digit(14, paper=170, ink=140))  # pencil in poor light: 30 grey levels
+    assert_mnist_like(faint)
+    assert np.abs(faint - clean).mean() < 0.01
+
+
+def test_noisy_paper_is_cleaned_by_the_median_filter():
+    clean = mnist_like(pen_digit(14))
+    rng = np.random.default_rng(0)
+    pixels = np.asarray(pen_digit(14, paper=200, ink=60), dtype=np.float32)
+    noisy = Image.fromarray(np.clip(pixels + rng.normal(0, 30, pixels.shape), 0, 255).astype(np.uint8))
+    assert paper_noise(ink_map(noisy)) > NOISY_PAPER > paper_noise(ink_map(pen_digit(14)))
+    denoised, raw = mnist_like(noisy), mnist_like(noisy, denoise=False)
+    assert_mnist_like(denoised)
+    assert np.abs(denoised - clean).mean() < 0.05
+    assert np.abs(raw - clean).mean() > 2 * np.abs(denoised - clean).mean()
+
+
+def test_blurred_photo_keeps_its_shape():
+    clean = mnist_like(pen_digit(14))
+    blurred = mnist_like(pen_digit(14).filter(ImageFilter.GaussianBlur(6)))
+    assert_mnist_like(blurred)
+    assert np.corrcoef(blurred.ravel(), clean.ravel())[0, 1] > 0.85
+
+
+@pytest.mark.parametrize("stroke", [3, 40])
+def test_thin_and_thick_pens_fill_mnists_box_in_full_white(stroke):
+    digit = mnist_like(pen_digit(stroke))
+    assert_mnist_like(digit)
+    # A 3-pixel pen is a tenth of a pixel once scaled: without rescaling it would stay faint grey.
+    assert (digit > 0.5).sum() >= 20
+    assert np.corrcoef(digit.ravel(), mnist_like(pen_digit(14)).ravel())[0, 1] > 0.6

@@ -117,6 +117,7 @@ def test_experiment_with_set_param_is_listed_with_its_metrics(history, tmp_path)
     data = found[0]["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["train"]["optimizer"]["learning_rate"] == 0.5
     assert "accuracy" in data["metrics"]["reports/metrics.json"]["data"]["test"]
+    assert 0 <= data["metrics"]["reports/metrics.json"]["data"]["ood"]["accuracy"] <= 1
 
 
 def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_path):
@@ -127,7 +128,7 @@ def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_pat
     shown, warnings = run_capturing(["dvc", "metrics", "show", "--json"], reader, env)
     assert warnings == ""
     metrics = json.loads(shown)[""]["data"]  # "" is the workspace
-    assert set(metrics["reports/metrics.json"]["data"]) >= {"test", "train_set", "test_macro_f1"}
+    assert set(metrics["reports/metrics.json"]["data"]) >= {"test", "train_set", "test_macro_f1", "ood"}
     training = metrics["reports/training/metrics.json"]["data"]
     assert set(training["training_batches"]) == {"loss", "accuracy"}
     assert set(training["speed"]) == {"epoch_seconds", "images_per_second"}

@@ -1,0 +1,46 @@
+"""What predict's median filter for noisy paper gains on the out-of-distribution digits.
+
+Scores each model on data/ood/ (built by `dvc repro preprocess`) prepared by predict with and
+without the filter, in all and by how the digits were drawn.
+
+    python benchmark/ood_denoise.py seed=data/model/model.keras strong=strong.keras
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stages import ood, predict  # noqa: E402
+from stages.model import load_model  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", metavar="NAME=PATH")
+    parser.add_argument("--ood", type=Path, default=ROOT / ood.OOD_DIR)
+    args = parser.parse_args()
+    drawn = pd.DataFrame(ood.read_labels(args.ood))
+    labels = drawn["digit"].astype(int).to_numpy()
+    prepared = {denoise: np.stack([predict.load_digit(args.ood / file, denoise)
+                                   for file in drawn["file"]])[..., None]
+                for denoise in (True, False)}
+    rows = []
+    for model_name, path in (model.split("=", 1) for model in args.models):
+        model = load_model(path)
+        for denoise, digits in prepared.items():
+            right = model.predict(digits, batch_size=1000, verbose=0).argmax(axis=1) == labels
+            by_trouble = drawn.assign(right=right).groupby("trouble")["right"].mean()
+            rows.append({"model": model_name, "median filter": "on" if denoise else "off",
+                         "all": right.mean(),
+                         **by_trouble.to_dict()})
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f"))
+
+
+if __name__ == "__main__":
+    main()
