@@ -11,7 +11,7 @@ standard library only):
 2. Copies the project to RESULTS/project: a new git repository, or DVC without git (core.no_scm)
    where the machine has no git. MNIST_MIRROR points at MNIST, the four .gz files.
 3. `dvc repro` of the defaults with train.backend: jax, one stage at a time, each timed; a second
-   `dvc repro`, which must run nothing; the README's strong line with the JAX backend (`dvc exp run
+   `dvc repro`, which must run nothing; the strong line of docs/recipes.md with the JAX backend (`dvc exp run
    -n strong`, or the same params and `dvc repro` without git); a plot.seed change, which must
    rerun plot and report only.
 4. Prints, and writes to RESULTS/results.json and RESULTS/results.md: each stage's seconds, each
@@ -36,11 +36,11 @@ import time
 import tomllib
 from pathlib import Path
 
-from recipes import strong_recipe_overrides  # benchmark/, this script's folder
+from recipes import recipe_overrides  # benchmark/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["fetch", "preprocess", "train", "evaluate", "plot", "report"]
-PROJECT_FILES = ["dvc.yaml", "dvc.lock", "params.yaml", "README.md", "pyproject.toml",
+PROJECT_FILES = ["dvc.yaml", "dvc.lock", "params.yaml", "README.md", "docs", "pyproject.toml",
                  ".gitignore", ".dvcignore", "stages", "benchmark", ".dvc/config", ".dvc/plots"]
 # Imported by no pipeline stage (stages/compare.py renders Vega charts), and large.
 NOT_FOR_THE_PIPELINE = {"tensorflow", "vl-convert-python"}
@@ -190,7 +190,7 @@ def main():
     _, output = project.dvc("repro")
     results["second_repro_ran"] = ran(output)
 
-    strong = [*strong_recipe_overrides(ROOT / "README.md"), *backend]
+    strong = [*recipe_overrides("strong", ROOT / "docs/recipes.md"), *backend]
     if project.git:
         seconds, _ = project.dvc("exp", "run", "-n", "strong",
                                  *[word for value in strong for word in ("-S", value)])

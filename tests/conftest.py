@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.recipes import strong_recipe_overrides
+from benchmark.recipes import recipe_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -86,13 +86,13 @@ def write_mnist_sources(project, md5s, mirrors=None):
     path.write_text(yaml.safe_dump(sources, sort_keys=False))
 
 
-def strong_recipe_params(folder):
-    """params.yaml with the README's strong recipe applied by DVC's own `-S` code."""
+def recipe_params(folder, name="strong"):
+    """params.yaml with a recipe line of docs/recipes.md applied by DVC's own `-S` code."""
     from dvc.utils.hydra import apply_overrides
 
     path = Path(folder) / "params.yaml"
     shutil.copyfile(ROOT / "params.yaml", path)
-    apply_overrides(path, strong_recipe_overrides())
+    apply_overrides(path, recipe_overrides(name))
     return yaml.safe_load(path.read_text())
 
 
@@ -199,11 +199,11 @@ OOD_DIGITS = 40  # of the 1,797 out-of-distribution digits: enough for every way
 
 
 def make_project(destination, mirror, md5s, recipe="seed", **params):
-    """A fresh git repository holding the project, with the README's strong recipe if asked, and
+    """A fresh git repository holding the project, with a recipe line of docs/recipes.md if asked, and
     `params` changed; returns its env."""
     copy_project(destination)
-    if recipe == "strong":
-        strong_recipe_params(destination)
+    if recipe != "seed":
+        recipe_params(destination, recipe)
     env = pipeline_env(mirror)
     write_mnist_sources(destination, md5s)
     set_params(destination, **{"preprocess.ood.count": OOD_DIGITS, **params})

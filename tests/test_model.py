@@ -11,7 +11,7 @@ from stages.model import (
 from stages import jax_parts
 from stages import model as model_module
 from stages.tensorflow_parts import FusedBatchNormalization
-from tests.conftest import project_params, strong_recipe_params
+from tests.conftest import project_params, recipe_params
 
 
 def test_default_model_is_the_seed_cnn():
@@ -41,7 +41,7 @@ def test_default_optimizer_is_keras_2_adadelta():
 
 
 def test_readme_strong_recipe_builds_the_strong_cnn(tmp_path):
-    train = strong_recipe_params(tmp_path)["train"]
+    train = recipe_params(tmp_path)["train"]
     model = build_model(train)
 
     assert model.count_params() == 306_842
@@ -53,17 +53,26 @@ def test_readme_strong_recipe_builds_the_strong_cnn(tmp_path):
     assert [layer.output.shape[1:] for layer in strided] == [(12, 12, 32), (4, 4, 64)]
 
 
+def test_handwriting_line_builds_the_strong_cnn_with_ink_augmentation(tmp_path):
+    layers = build_model(recipe_params(tmp_path, "handwriting")["train"]).layers
+    strong = build_model(recipe_params(tmp_path)["train"]).layers
+    assert [type(layer).__name__ for layer in layers] == \
+        ["RandomAffine", "RandomInk", *[type(layer).__name__ for layer in strong[1:]]]
+    ink = layers[1]
+    assert (ink.thickness, ink.elastic, ink.blur, ink.contrast) == (1.0, 1.5, 1.0, 0.3)
+
+
 def test_batch_norm_needs_no_options_from_the_backend(tmp_path, monkeypatch):
     """JAX's batch normalization takes no options: an empty mapping still means batch norm."""
     monkeypatch.setattr(model_module.parts, "batch_norm_options", jax_parts.batch_norm_options)
-    train = strong_recipe_params(tmp_path)["train"]
+    train = recipe_params(tmp_path)["train"]
     kinds = [type(layer).__name__ for layer in build_model(train).layers]
     assert kinds.count("FusedBatchNormalization") == 7 and kinds.count("Conv2D") == 7
     assert isinstance(build_optimizer(train, steps_per_epoch=600), keras.optimizers.Adam)
 
 
 def test_augmentation_acts_in_training_only(tmp_path):
-    model = build_model(strong_recipe_params(tmp_path)["train"])
+    model = build_model(recipe_params(tmp_path)["train"])
     augmentation = model.layers[0]
     digits = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
 
@@ -85,7 +94,7 @@ def ink(layer, images):
 
 
 def test_ink_augmentation_acts_in_training_only_and_only_when_asked(tmp_path):
-    train = strong_recipe_params(tmp_path)["train"]
+    train = recipe_params(tmp_path)["train"]
     assert "RandomInk" not in [type(layer).__name__ for layer in build_model(train).layers]
     for key in ("thickness", "elastic", "blur", "contrast"):
         augment = {**train["augment"], key: 0.5}

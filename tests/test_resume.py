@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 SLICE = {"preprocess.train_limit": 3000, "train.epochs": 2, "plot.grid_size": 16}
 # JAX trains several times slower than TensorFlow on a CPU: a smaller slice, whole batches of the
-# strong recipe's 64 (a last, smaller batch would compile the training step a second time).
+# handwriting line's 64 (a last, smaller batch would compile the training step a second time).
 JAX_SLICE = {**SLICE, "preprocess.train_limit": 960, "train.backend": "jax"}
 
 
@@ -30,8 +30,9 @@ class Projects:
         self.prepared, self.uninterrupted = {}, {}
 
     def copy(self, kind, destination):
-        """(path, env) of a fresh copy of the prepared project of a kind: seed, strong (with
-        augmentation and batch normalization) or strong-jax (on JAX, without TensorFlow)."""
+        """(path, env) of a fresh copy of the prepared project of a kind: seed, handwriting (the
+        line with every augmentation and batch normalization) or handwriting-jax (on JAX,
+        without TensorFlow)."""
         if kind not in self.prepared:
             project = self.folder / kind
             recipe, _, backend = kind.partition("-")
@@ -117,9 +118,10 @@ REPORTS = ["reports/metrics.json", "reports/eval/per_class.csv", "reports/traini
 # byte-identical to the uninterrupted one: this also shows that the same params give the same
 # metrics in separate processes. SIGKILL leaves no chance to stop cleanly; SIGINT on JAX stops
 # inside JAX's own training loop.
-@pytest.mark.parametrize(("kind", "signum"), [("seed", signal.SIGKILL), ("strong", signal.SIGKILL),
-                                              ("strong-jax", signal.SIGINT)],
-                         ids=["SIGKILL", "strong-SIGKILL", "strong-jax-SIGINT"])
+@pytest.mark.parametrize(("kind", "signum"), [("seed", signal.SIGKILL),
+                                              ("handwriting", signal.SIGKILL),
+                                              ("handwriting-jax", signal.SIGINT)],
+                         ids=["SIGKILL", "handwriting-SIGKILL", "handwriting-jax-SIGINT"])
 def test_killed_training_resumes_to_the_uninterrupted_result(projects, tmp_path, kind, signum):
     project, env = projects.copy(kind, tmp_path / "project")
 

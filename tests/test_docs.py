@@ -1,0 +1,100 @@
+"""The README, CONTRIBUTING.md, docs/ and reports/README.md: links that resolve, commands that
+name what exists, recipe lines that params.yaml's schema accepts."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from stages import params
+from tests.conftest import ROOT
+
+PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "reports/README.md",
+         *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+
+
+def page_id(page):
+    return str(page.relative_to(ROOT))
+
+
+def commands(page):
+    """Each command of the page's bash blocks: continued lines joined, comments dropped, and
+    `a && b` split."""
+    for block in BLOCK.findall(page.read_text()):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            yield from (part.strip() for part in line.split("&&") if part.strip())
+
+
+def test_the_readme_fits_in_200_lines():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_relative_link_and_image_resolves(page):
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"^[a-z]+://|^mailto:|^#", target):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.exists(), f"{page_id(page)} links to {target}, which does not exist"
+
+
+def test_every_docs_page_is_in_the_readmes_table():
+    readme = (ROOT / "README.md").read_text()
+    for page in (ROOT / "docs").glob("*.md"):
+        assert f"(docs/{page.name})" in readme, f"docs/{page.name} is not linked from the README"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_experiment_lines_set_keys_the_schema_accepts(page, tmp_path):
+    """`dvc exp run -S` lines, applied by DVC's own override code, give a params.yaml that every
+    stage accepts (sweeps, which DVC expands into several runs, are applied value by value)."""
+    from dvc.utils.hydra import apply_overrides
+
+    for command in commands(page):
+        if not command.startswith("dvc exp run"):
+            continue
+        words = shlex.split(command)
+        overrides = [value for flag, value in zip(words, words[1:]) if flag == "-S"]
+        # A sweep's first value: 'train.seed=range(1,4)' -> 'train.seed=1'; 'a=0.5,1.0' -> 'a=0.5'.
+        overrides = [re.sub(r"=range\((\d+),.*\)$", r"=\1", value) for value in overrides]
+        overrides = [value.split(",")[0] if "{" not in value and "[" not in value else value
+                     for value in overrides]
+        path = tmp_path / "params.yaml"
+        shutil.copyfile(ROOT / "params.yaml", path)
+        apply_overrides(path, overrides)
+        values = yaml.safe_load(path.read_text())
+        for section in params.SCHEMA:
+            params.check_section(values, section)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_commands_name_modules_and_scripts_that_exist(page):
+    for command in commands(page):
+        words = shlex.split(command)
+        if words[:2] == ["python", "-m"] and words[2].startswith("stages."):
+            assert (ROOT / "stages" / f"{words[2].split('.')[1]}.py").is_file(), command
+        elif words[0] in ("python", "python3") and words[1].endswith(".py"):
+            assert (ROOT / words[1]).is_file(), command
+
+
+@pytest.mark.parametrize("module", ["predict", "compare", "plots_offline"])
+def test_the_documented_commands_answer_help(module):
+    """The commands the pages show by their options start and describe them."""
+    result = subprocess.run([sys.executable, "-m", f"stages.{module}", "--help"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
+
+
+def test_ci_runs_the_readmes_test_command():
+    blocks = BLOCK.findall((ROOT / "README.md").read_text())
+    test_command = next(block.strip() for block in blocks if block.strip().endswith("&& pytest"))
+    ci_lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line.strip()]
+    assert ci_lines[-1] == test_command
