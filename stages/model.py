@@ -129,21 +129,36 @@ class RandomInk(keras.layers.Layer):
     def wobble(self, images):
         """Elastic distortion: each pixel read, bilinearly, from a point displaced by field()."""
         ops = keras.ops
-        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-        field = self.field(batch, height, width)
-        rows, columns = ops.meshgrid(ops.arange(height, dtype="float32"),
-                                     ops.arange(width, dtype="float32"), indexing="ij")
-        image_index = ops.broadcast_to(
-            ops.reshape(ops.arange(batch, dtype="float32"), (-1, 1, 1)), (batch, height, width))
-        coordinates = ops.stack([image_index, rows + field[..., 0], columns + field[..., 1],
-                                 ops.zeros_like(image_index)])
-        return ops.image.map_coordinates(
-            images, coordinates[..., None], order=1, fill_mode="constant"
-        )
+        height, width = images.shape[1], images.shape[2]
+        field = self.field(ops.shape(images)[0], height, width)
+        rows = ops.reshape(ops.arange(height, dtype="float32"), (1, height, 1)) + field[..., 0]
+        columns = ops.reshape(ops.arange(width, dtype="float32"), (1, 1, width)) + field[..., 1]
+        return bilinear(images, rows, columns)
 
     def get_config(self):
         return {**super().get_config(), "thickness": self.thickness, "elastic": self.elastic,
                 "blur": self.blur, "contrast": self.contrast, "seed": self.seed}
+
+
+def bilinear(images, rows, columns):
+    """Single-channel images (batch, height, width, 1) read at the points (rows, columns), each
+    (batch, height, width), by bilinear interpolation; black outside the image. Gathers from the
+    flattened images, since Keras' map_coordinates needs a batch size known when TensorFlow
+    traces the training step, and Keras feeds batches of unknown size."""
+    ops = keras.ops
+    height, width = images.shape[1], images.shape[2]
+    flat = ops.reshape(images, (-1, height * width))
+    top, left = ops.floor(rows), ops.floor(columns)
+    read = ops.zeros_like(rows)
+    for row in (top, top + 1):
+        for column in (left, left + 1):
+            weight = (1 - ops.abs(rows - row)) * (1 - ops.abs(columns - column))
+            inside = (row >= 0) & (row <= height - 1) & (column >= 0) & (column <= width - 1)
+            index = ops.clip(row, 0, height - 1) * width + ops.clip(column, 0, width - 1)
+            index = ops.reshape(ops.cast(index, "int32"), (-1, height * width))
+            values = ops.reshape(ops.take_along_axis(flat, index, axis=1), ops.shape(rows))
+            read = read + ops.where(inside, weight * values, 0.0)
+    return read[..., None]
 
 
 def gaussian_blurred(images, sigma):
