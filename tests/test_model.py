@@ -5,7 +5,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from stages.model import (
-    RandomAffine, RandomInk, affine_rows, build_model, build_optimizer, compile_model,
+    RandomAffine, RandomInk, affine_rows, bilinear, build_model, build_optimizer, compile_model,
     gaussian_blurred, load_model,
 )
 from stages import jax_parts
@@ -157,6 +157,28 @@ def test_elastic_field_is_smooth_independent_in_x_and_y_and_as_long_as_asked():
     # Keras' elastic_transform draws both fields from one seed; these must differ.
     assert abs(np.corrcoef(field[..., 0].ravel(), field[..., 1].ravel())[0, 1]) < 0.1
     assert not np.allclose(field[0], field[1])
+
+
+def test_bilinear_reading_matches_scipy_inside_and_outside_the_image():
+    rng = np.random.default_rng(1)
+    images = rng.random((3, 28, 28, 1)).astype("float32")
+    rows, columns = rng.uniform(-2, 29, (2, 3, 28, 28)).astype("float32")
+    ours = keras.ops.convert_to_numpy(bilinear(images, rows, columns))[..., 0]
+    for image, row, column, read in zip(images, rows, columns, ours):
+        reference = ndimage.map_coordinates(image[..., 0], [row, column], order=1,
+                                            mode="grid-constant", cval=0.0)
+        np.testing.assert_allclose(read, reference, atol=1e-6)
+
+
+def test_ink_augmentation_trains_on_batches_of_unknown_size(tmp_path):
+    """The train stage feeds a generator, so the traced step has no batch size."""
+    train = recipe_params(tmp_path, "handwriting")["train"]
+    model = compile_model(build_model(train), train, steps_per_epoch=2)
+    images = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
+    labels = np.eye(10, dtype="float32")[np.arange(96) % 10]
+    batches = ((images[i:i + 64], labels[i:i + 64]) for _ in range(2) for i in (0, 64))
+    history = model.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
 
 
 def test_elastic_moves_ink_by_the_field():
