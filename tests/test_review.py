@@ -20,7 +20,8 @@ from tests.conftest import ROOT, clone, run, run_capturing, stages_run
 pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-VEGA_PLOTS = 5  # loss, accuracy, seconds each epoch, confusion matrix, errors of each digit
+VEGA_PLOTS = 6  # loss, accuracy, seconds each epoch, confusion matrix, errors of each digit,
+# out-of-distribution accuracy by how the digits were drawn
 
 
 def at(project, env, revision, path):
@@ -40,6 +41,11 @@ def test_pipeline_writes_a_reports_readme_that_matches_its_metrics(history):
         accuracy = metrics["test"]["accuracy"]
         assert re.search(rf"\| test accuracy\s+\|\s+{accuracy:.4f} \|\s+0\.9930 \|", page)
         assert f"Misclassified test digits: {metrics['test_misclassified']};" in page
+        assert f"Accuracy {metrics['ood']['accuracy']:.4f} (loss {metrics['ood']['loss']:.4f})" in page
+        drawn = pd.read_csv(io.StringIO(at(project, env, revision, "reports/eval/ood.csv")))
+        for row in drawn.itertuples():
+            assert re.search(rf"\|\s+{row.drawn_by}\s+\|\s+{row.value}\s+\|\s+{row.images} \|"
+                             rf"\s+{row.accuracy:.4f} \|", page)
         losses = pd.read_csv(io.StringIO(at(project, env, revision, "reports/training/loss.csv")))
         for row in losses.itertuples():
             assert re.search(rf"\|\s+{row.epoch} \|\s+{row.loss:.4f} \|", page)
