@@ -13,8 +13,8 @@ import tensorflow as tf
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """Keras' BatchNormalization, computed by TensorFlow's fused kernel on image batches.
 
-    Keras 3 builds batch normalization from separate element-wise ops, which made an epoch of the
-    README's strong recipe about 1.5x as long on a CPU as without it; with TensorFlow's fused
+    Keras 3 builds batch normalization from separate element-wise ops, which made an epoch of
+    the strong recipe (docs/recipes.md) about 1.5x as long on a CPU as without it; with its fused
     kernel (what Keras 2 used) an epoch at batch 100 took about 20.5 s instead of 33-36 s. Same
     weights and config; the moving variance follows the unbiased batch variance (Keras' the
     biased one). Other cases (masks, renormalization, statistics synchronized across replicas,
