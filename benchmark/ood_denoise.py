@@ -25,8 +25,8 @@ def main():
     parser.add_argument("models", nargs="+", metavar="NAME=PATH")
     parser.add_argument("--ood", type=Path, default=ROOT / ood.OOD_DIR)
     args = parser.parse_args()
-    drawn = pd.DataFrame(ood.read_labels(args.ood))
-    labels = drawn["digit"].astype(int).to_numpy()
+    drawn = ood.read_labels(args.ood)
+    labels = drawn["digit"].to_numpy()
     prepared = {denoise: np.stack([predict.load_digit(args.ood / file, denoise)
                                    for file in drawn["file"]])[..., None]
                 for denoise in (True, False)}

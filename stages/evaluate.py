@@ -28,13 +28,18 @@ TRAINING_DIR = Path("reports/training")
 
 
 def score(model, images, labels, batch_size):
+    """Loss and accuracy of the trained model on stored uint8 images (see scored)."""
+    inputs, one_hot = model_inputs(images, labels)
+    return scored(model, inputs, one_hot, batch_size)
+
+
+def scored(model, inputs, one_hot, batch_size):
     """Loss and accuracy of the trained model (dropout and augmentation off, plain cross-entropy
     without label smoothing, probabilities clipped as Keras clips them), plus the probabilities
     behind them."""
-    inputs, one_hot = model_inputs(images, labels)
     probabilities = model.predict(inputs, batch_size=batch_size, verbose=0)
     loss = float(keras.losses.CategoricalCrossentropy()(one_hot, probabilities))
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == one_hot.argmax(axis=1)))
     return loss, accuracy, probabilities
 
 
@@ -42,20 +47,18 @@ def ood_scores(model, folder, batch_size):
     """Loss and accuracy on the drawn digits of `folder`, each prepared by predict's own code
     from its image file, and the accuracy by how the digits were drawn: one row a trouble,
     polarity and canvas size."""
-    drawn = pd.DataFrame(ood.read_labels(folder))
+    drawn = ood.read_labels(folder)
     digits = np.stack([load_digit(folder / name) for name in drawn["file"]])[..., None]
-    labels = drawn["digit"].astype(int).to_numpy()
-    probabilities = model.predict(digits, batch_size=batch_size, verbose=0)
-    one_hot = np.eye(NUM_CLASSES, dtype="float32")[labels]
-    loss = float(keras.losses.CategoricalCrossentropy()(one_hot, probabilities))
-    drawn["right"] = probabilities.argmax(axis=1) == labels
+    one_hot = np.eye(NUM_CLASSES, dtype="float32")[drawn["digit"]]
+    loss, accuracy, probabilities = scored(model, digits, one_hot, batch_size)
+    drawn["right"] = probabilities.argmax(axis=1) == drawn["digit"]
     by_condition = pd.concat(
         drawn.groupby(column)["right"].agg(images="size", accuracy="mean")
         .rename_axis("value").reset_index().assign(drawn_by=column)
         for column in ["trouble", "polarity", "size"]
     )
     by_condition = by_condition[["drawn_by", "value", "images", "accuracy"]].round(4)
-    return loss, float(drawn["right"].mean()), by_condition
+    return loss, accuracy, by_condition
 
 
 def per_class_scores(predictions):

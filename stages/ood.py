@@ -12,6 +12,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_digits
@@ -71,5 +72,5 @@ def build(folder, count, seed):
 
 
 def read_labels(folder=OOD_DIR):
-    with open(Path(folder) / LABELS_FILE, newline="") as file:
-        return list(csv.DictReader(file))
+    """labels.csv as a table: file, digit, size, polarity, trouble."""
+    return pd.read_csv(Path(folder) / LABELS_FILE)
