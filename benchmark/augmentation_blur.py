@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.model import RandomAffine  # noqa: E402 (first: it sets Keras' backend)
+from stages.lib.model import RandomAffine  # noqa: E402 (first: it sets Keras' backend)
 from stages.data import load_split, model_inputs  # noqa: E402
 import keras  # noqa: E402
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages import ood, predict  # noqa: E402
-from stages.model import load_model  # noqa: E402
+from stages.lib.model import load_model  # noqa: E402
 
 
 def main():

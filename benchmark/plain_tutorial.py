@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.idx import read_pair  # noqa: E402
+from stages.lib.idx import read_pair  # noqa: E402
 
 raw_dir, train_limit, epochs, batch_size = Path(sys.argv[1]), *map(int, sys.argv[2:5])
 x_train, y_train = read_pair(raw_dir / "train-images-idx3-ubyte.gz", raw_dir / "train-labels-idx1-ubyte.gz")

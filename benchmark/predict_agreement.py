@@ -21,13 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages.data import load_split, model_inputs  # noqa: E402
-from stages.model import load_model  # noqa: E402
+from stages.lib.model import load_model  # noqa: E402
 from tests.test_predict import redraw  # noqa: E402
 
 
 def classify(model_path, folder):
     result = subprocess.run(
-        [sys.executable, "-m", "stages.predict", "--json", "--model", model_path, folder],
+        [sys.executable, "-m", "stages.commands.predict", "--json", "--model", model_path, folder],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
     )
     if result.returncode != 0:

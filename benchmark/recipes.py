@@ -1,16 +1,19 @@
-"""The recipe lines of docs/recipes.md as DVC `-S` overrides, so scripts and tests run what it
-shows."""
+"""A recipe of conf/recipe/ composed as `dvc exp run -S recipe=NAME` composes it (Hydra, conf/),
+so scripts and tests use the same files the pipeline does."""
 
-import shlex
 from pathlib import Path
 
-RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def recipe_overrides(name, page=RECIPES):
-    """The -S values of the page's `dvc exp run -n NAME ...` command (continued lines joined)."""
-    lines = Path(page).read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"dvc exp run -n {name} "))
-    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
-    words = shlex.split(" ".join(line.rstrip("\\") for line in lines[start : end + 1]))
-    return [value for flag, value in zip(words, words[1:]) if flag == "-S"]
+def recipe_params(name="seed", overrides=(), conf=CONF):
+    """params.yaml's values for recipe `name` with further `key=value` overrides, without the
+    stamp (conf/hydra_plugins)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(conf), version_base=None):
+        config = compose("config", overrides=[f"recipe={name}", *overrides])
+    values = OmegaConf.to_container(config, resolve=False)
+    values.pop("written_by")
+    return values

@@ -4,31 +4,40 @@ Writes reports/metrics.json (headline metrics) and reports/eval/: predictions.cs
 test image, DVC's confusion-matrix source), per_class.csv, misclassified.csv and ood.csv (the
 score on digits that are not MNIST, data/ood/, by how they were drawn). Publishes the
 train stage's log to reports/training/: metrics.json, loss.csv, accuracy.csv and speed.csv (see
-publish_training_log).
+publish_training_log). The model is scored on the backend that trained it (the run record's
+`backend`), so train.backend is not one of this stage's params.
 """
 
+import json
 import shutil
 from pathlib import Path
 
-import stages.backend  # noqa: F401, I001 (sets KERAS_BACKEND before Keras is imported)
-import keras
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from stages import ood, params
-from stages.atomic import atomic_path, write_json
-from stages.data import (MODEL_PATH, NUM_CLASSES, TRAIN_LOG_DIR, confusion_counts, load_split,
-                         model_inputs)
-from stages.model import load_model
-from stages.predict import load_digit
+from stages.lib import backend, params
+from stages.lib.atomic import atomic_path, write_json
+from stages.lib.confusion import NUM_CLASSES, confusion_counts
+from stages.lib.drawn import OOD_DIR, read_labels
+from stages.lib.prepare import load_digit
+from stages.lib.splits import load_split
 
+MODEL_PATH = Path("data/model/model.keras")
+TRAIN_LOG_DIR = Path("data/train_log")
 METRICS_PATH = Path("reports/metrics.json")
 EVAL_DIR = Path("reports/eval")
 TRAINING_DIR = Path("reports/training")
 
 
+class Params(params.Section):
+    batch_size: int = Field(ge=1, description="images a prediction batch (no effect on the scores)")
+
+
 def score(model, images, labels, batch_size):
     """Loss and accuracy of the trained model on stored uint8 images (see scored)."""
+    from stages.lib.model import model_inputs
+
     inputs, one_hot = model_inputs(images, labels)
     return scored(model, inputs, one_hot, batch_size)
 
@@ -37,6 +46,8 @@ def scored(model, inputs, one_hot, batch_size):
     """Loss and accuracy of the trained model (dropout and augmentation off, plain cross-entropy
     without label smoothing, probabilities clipped as Keras clips them), plus the probabilities
     behind them."""
+    import keras
+
     probabilities = model.predict(inputs, batch_size=batch_size, verbose=0)
     loss = float(keras.losses.CategoricalCrossentropy()(one_hot, probabilities))
     accuracy = float(np.mean(probabilities.argmax(axis=1) == one_hot.argmax(axis=1)))
@@ -47,7 +58,7 @@ def ood_scores(model, folder, batch_size):
     """Loss and accuracy on the drawn digits of `folder`, each prepared by predict's own code
     from its image file, and the accuracy by how the digits were drawn: one row a trouble,
     polarity and canvas size."""
-    drawn = ood.read_labels(folder)
+    drawn = read_labels(folder)
     digits = np.stack([load_digit(folder / name) for name in drawn["file"]])[..., None]
     one_hot = np.eye(NUM_CLASSES, dtype="float32")[drawn["digit"]]
     loss, accuracy, probabilities = scored(model, digits, one_hot, batch_size)
@@ -120,7 +131,10 @@ def publish_training_log():
 
 
 def main():
-    evaluate = params.load("evaluate")
+    evaluate = params.load("evaluate", Params)
+    backend.use(json.loads((TRAIN_LOG_DIR / "metrics.json").read_text())["run"]["backend"])
+    from stages.lib.model import load_model
+
     model = load_model(MODEL_PATH)
     test_images, test_labels = load_split("test")
     train_images, train_labels = load_split("train")
@@ -129,7 +143,7 @@ def main():
         model, test_images, test_labels, evaluate["batch_size"]
     )
     train_loss, train_accuracy, _ = score(model, train_images, train_labels, evaluate["batch_size"])
-    ood_loss, ood_accuracy, ood_by_condition = ood_scores(model, ood.OOD_DIR, evaluate["batch_size"])
+    ood_loss, ood_accuracy, ood_by_condition = ood_scores(model, OOD_DIR, evaluate["batch_size"])
 
     predictions = pd.DataFrame(
         {

@@ -8,21 +8,48 @@ that fails or serves the wrong content is skipped for the next one.
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import time
 import urllib.error
 import urllib.request
 from http.client import HTTPException
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import AfterValidator, Field
 from tqdm import tqdm
 
-from stages import params
-from stages.atomic import atomic_path
+from stages.lib import params
+from stages.lib.atomic import atomic_path
 
 RAW_DIR = Path("data/raw")
 SOURCES_FILE = Path("stages/mnist_sources.yaml")
 CHUNK_SIZE = 1 << 20
+
+
+class Params(params.Section):
+    timeout: float = Field(gt=0, description="seconds without data before a download is abandoned")
+    retries: int = Field(ge=0, description="extra attempts per mirror and file after a network error")
+
+
+def _url(value):
+    if not re.match(r"^(https?|file)://", value):
+        raise ValueError("must be an http://, https:// or file:// URL")
+    return value
+
+
+def _md5(value):
+    if not re.fullmatch(r"[0-9a-f]{32}", value):
+        raise ValueError("must be 32 lowercase hex digits")
+    return value
+
+
+class MnistSources(params.Section):
+    """stages/mnist_sources.yaml: where MNIST comes from and the MD5 of each file's content."""
+
+    mirrors: list[Annotated[str, AfterValidator(_url)]] = Field(min_length=1)
+    files: dict[str, Annotated[str, AfterValidator(_md5)]] = Field(min_length=1)
 
 
 class SourceError(Exception):
@@ -97,8 +124,8 @@ def fetch_file(name, expected_md5, sources, timeout, retries):
 
 
 def main():
-    fetch = params.load("fetch")
-    mnist = params.load_mnist_sources(SOURCES_FILE)
+    fetch = params.load("fetch", Params)
+    mnist = params.load(None, MnistSources, SOURCES_FILE)
     local_mirror = os.environ.get("MNIST_MIRROR")
     sources = ([local_mirror] if local_mirror else []) + mnist["mirrors"]
     for name, expected_md5 in mnist["files"].items():

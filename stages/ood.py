@@ -1,4 +1,5 @@
-"""Digits that are not MNIST, drawn as the image files users hand to `stages.predict`.
+"""Stage ood: digits that are not MNIST, drawn as the image files users hand to predict, for
+evaluate's out-of-distribution score. Writes data/ood/: PNGs and labels.csv.
 
 The source is the UCI handwritten digits that scikit-learn ships (1,797 digits, 8x8, written by
 other people on other forms and scanned by another machine), so any machine builds the set
@@ -9,25 +10,34 @@ names each file's digit and how it was drawn, so evaluate can say where a model 
 """
 
 import csv
-from pathlib import Path
+from typing import Optional
 
 import numpy as np
-import pandas as pd
 from PIL import Image
+from pydantic import Field
 from scipy.ndimage import gaussian_filter
-from sklearn.datasets import load_digits
 
-from stages.atomic import atomic_folder
+from stages.lib import params
+from stages.lib.atomic import atomic_folder
+from stages.lib.drawn import LABELS_FILE, OOD_DIR
 
-OOD_DIR = Path("data/ood")
-LABELS_FILE = "labels.csv"
+UCI_DIGITS = 1797  # the UCI digits scikit-learn ships
 SIZES = (28, 48, 96, 200)  # canvas side in pixels: thumbnails to phone crops
 TROUBLES = ("none", "blur", "low_contrast", "noise")
 COLUMNS = ("file", "digit", "size", "polarity", "trouble")
 
 
+class Params(params.Section):
+    count: Optional[int] = Field(
+        ge=1, le=UCI_DIGITS,
+        description="how many of scikit-learn's 1,797 UCI digits to draw (null: all)")
+    seed: int = params.Seed("which digits are drawn, and how (size, polarity, trouble)")
+
+
 def source_digits():
     """scikit-learn's 8x8 digits as (images in [0, 1], labels)."""
+    from sklearn.datasets import load_digits  # a second or two: only when drawing
+
     digits = load_digits()
     return digits.images / 16, digits.target
 
@@ -71,6 +81,11 @@ def build(folder, count, seed):
     return len(rows)
 
 
-def read_labels(folder=OOD_DIR):
-    """labels.csv as a table: file, digit, size, polarity, trouble."""
-    return pd.read_csv(Path(folder) / LABELS_FILE)
+def main():
+    ood = params.load("ood", Params)
+    drawn = build(OOD_DIR, ood["count"], ood["seed"])
+    print(f"ood: {drawn} drawn digits in {OOD_DIR}")
+
+
+if __name__ == "__main__":
+    main()

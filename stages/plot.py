@@ -1,20 +1,18 @@
 """Stage plot: the tutorial's two digit grids, training curves, the confusion matrix and the
 misclassified digits, as PNGs in reports/figures/."""
 
-import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on a CI machine or a server
 import matplotlib.pyplot as plt
-from matplotlib.colors import SymLogNorm
 import numpy as np
 import pandas as pd
+from matplotlib.colors import SymLogNorm
+from pydantic import Field, field_validator
 
-from stages import params
-from stages.atomic import atomic_path
-from stages.data import NUM_CLASSES, confusion_counts, load_split
+from stages.lib import params
+from stages.lib.confusion import NUM_CLASSES, confusion_counts
+from stages.lib.figures import digit_grid, save
+from stages.lib.splits import load_split
 
 TRAINING_DIR = Path("reports/training")
 PREDICTIONS_PATH = Path("reports/eval/predictions.csv")
@@ -29,31 +27,11 @@ FIGURES = {
 }
 
 
-def save(figure, path):
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=80)
-    plt.close(figure)
-    print(f"plot: {path}")
-
-
 def save_figure(figure, name):
     """One of this stage's FIGURES, into FIGURES_DIR."""
     if name not in FIGURES:
         raise KeyError(f"{name}: give it a caption in FIGURES, for the report page")
     save(figure, FIGURES_DIR / name)
-
-
-def digit_grid(images, titles, title_colors):
-    """The tutorial's picture: a square grid of digits, gray_r, no axes, a title on each."""
-    side = max(1, math.ceil(len(titles) ** 0.5))
-    figure, axes = plt.subplots(side, side, figsize=(1.2 * side, 1.4 * side), squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if index < len(titles):
-            axis.imshow(images[index], cmap="gray_r")
-            axis.set_title(titles[index], fontsize=8, color=title_colors[index])
-    figure.tight_layout()
-    return figure
 
 
 def training_curves():
@@ -87,8 +65,22 @@ def confusion_heatmap(predictions):
     save_figure(figure, "confusion_matrix.png")
 
 
+class Params(params.Section):
+    grid_size: int = Field(ge=1, description="digits in each picture grid",
+                           json_schema_extra={"allowed": "a square integer (16, 100, ...)"})
+    seed: int = params.Seed("which digits the grids show")
+
+    @field_validator("grid_size")
+    @classmethod
+    def square(cls, grid_size):
+        if round(grid_size**0.5) ** 2 != grid_size:
+            raise ValueError("must be a square number (100 = 10x10)")
+        return grid_size
+
+
 def main():
-    plot = params.load("plot")
+    plot = params.load("plot", Params)
+    plt.switch_backend("Agg")  # files only: no display on a CI machine or a server
     train_images, train_labels = load_split("train")
     test_images, _ = load_split("test")
     predictions = pd.read_csv(PREDICTIONS_PATH)

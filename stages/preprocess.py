@@ -1,24 +1,32 @@
 """Stage preprocess: parse and check the IDX files, then write compact uint8 arrays.
 
 data/prepared/{train,validation,test}.npz each hold `images` (N, 28, 28) and `labels` (N,).
-Scaling to [0, 1] and one-hot labels happen where the arrays are used (stages/data.py).
-data/ood/ holds digits that are not MNIST, drawn as users' image files (stages/ood.py), for
-evaluate's out-of-distribution score.
+Scaling to [0, 1] and one-hot labels happen where the arrays are used (stages/lib/model.py).
 """
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from pydantic import Field
 
-from stages import ood, params
-from stages.data import save_split
-from stages.idx import IdxError, read_pair
+from stages.lib import params
+from stages.lib.idx import IdxError, read_pair
+from stages.lib.splits import save_split
 
 RAW_DIR = Path("data/raw")
 
 
+class Params(params.Section):
+    train_limit: Optional[int] = Field(
+        ge=1, description="keep the first N training images (null: all 60,000)")
+    validation_split: float = Field(
+        ge=0, lt=1, description="fraction of the training images held out as validation images")
+    seed: int = params.Seed("shuffles the training images before the validation split")
+
+
 def main():
-    preprocess = params.load("preprocess")
+    preprocess = params.load("preprocess", Params)
     try:
         train_images, train_labels = read_pair(
             RAW_DIR / "train-images-idx3-ubyte.gz", RAW_DIR / "train-labels-idx1-ubyte.gz"
@@ -52,8 +60,6 @@ def main():
     for name, (images, labels) in splits.items():
         save_split(name, images, labels)
         print(f"preprocess: {name}: {len(images)} images")
-    drawn = ood.build(ood.OOD_DIR, preprocess["ood"]["count"], preprocess["ood"]["seed"])
-    print(f"preprocess: ood: {drawn} drawn digits in {ood.OOD_DIR}")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages import params
-from stages.atomic import atomic_path
+from pydantic import Field
+
+from stages.lib import params
+from stages.lib.atomic import atomic_path
 from stages.plot import FIGURES
 
 REPORTS_DIR = Path("reports")
 README_PATH = REPORTS_DIR / "README.md"
+
+
+class Tutorial(params.Section):
+    test_accuracy: float = Field(ge=0, le=1, description="the 2018 tutorial run's test accuracy, "
+                                                         "shown beside each run")
+    test_loss: float = Field(ge=0, description="the tutorial run's test loss")
+    train_accuracy: float = Field(ge=0, le=1, description="the tutorial run's training-set accuracy")
+    train_loss: float = Field(ge=0, description="the tutorial run's training-set loss")
+
+
+class Params(params.Section):
+    tutorial: Tutorial
 
 
 def read_json(path):
@@ -123,7 +137,7 @@ As the train stage recorded it (`run` in [training/metrics.json](training/metric
 
 
 def main():
-    report = params.load("report")
+    report = params.load("report", Params)
     with atomic_path(README_PATH) as temporary:
         temporary.write_text(render(report["tutorial"]))
     print(f"report: {README_PATH}")

@@ -4,161 +4,202 @@ Writes data/model/model.keras and data/train_log/ (DVCLive: per-epoch TSVs, and 
 with the last epoch and, under `run`, the record of what really ran). Both are DVC-cached, so a
 teammate's `dvc pull --run-cache` restores a run; the evaluate stage publishes the log to git.
 After each epoch the model is saved to data/resume/, so a killed run resumes where it stopped.
+The train section of params.yaml is `Params` below; Keras is imported once train.backend is set.
 """
 
 import math
-import signal
 import sys
-import time
+from typing import Annotated, Literal, Optional, Union
 
-from stages.backend import NAME as BACKEND, parts  # noqa: I001 (before Keras is imported)
-import keras
-from dvclive import Live
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
-from stages import checkpoint, params, provenance, seeds
-from stages.atomic import atomic_path
-from stages.data import MODEL_PATH, PREPARED_DIR, TRAIN_LOG_DIR, load_split, model_inputs
-from stages.model import build_model, compile_model
+from stages.lib import backend, params
+from stages.lib.splits import PREPARED_DIR, load_split
 
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds each epoch's wall time and training images per second to its logs."""
-
-    FIGURES = ("epoch_seconds", "images_per_second")
-
-    def __init__(self, images):
-        super().__init__()
-        self.images = images
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
-        logs.update(epoch_seconds=seconds, images_per_second=self.images / seconds)
+MODEL_PATH = "data/model/model.keras"
+TRAIN_LOG_DIR = "data/train_log"  # DVCLive's folder: metrics.json and plots/metrics/
+IMAGE_SIDE = 28  # MNIST's images are 28x28; the model's layers must fit in them.
 
 
-def reseed_layers(model, seed, epoch):
-    """Restarts the random stream of every layer that has one (dropout, RandomAffine) from
-    (seed, layer, epoch, replica).
+class OptimizerArguments(params.Section):
+    """What every Keras optimizer takes: weight decay, and an exponential moving average of the
+    weights that replaces them when training ends."""
 
-    Keras does not save these streams with a model, so without this a resumed run would draw
-    other dropout masks and augmentations than an uninterrupted one. Under a tf.distribute
-    strategy each replica holds its own copy of a stream (Keras creates them unaggregated); given
-    the same state, the replicas would drop the same units of their halves of a batch. Under
-    JAX's data parallelism a stream is one state that draws for the whole batch (replica 0).
-    """
-    for index, layer in enumerate(model.layers):
-        stream = getattr(layer, "seed_generator", None)
-        if isinstance(stream, keras.random.SeedGenerator):
-            replicas = getattr(stream.state.value, "values", (stream.state,))
-            for replica, state in enumerate(replicas):
-                state.assign(seeds.layer_stream(seed, index, epoch, replica))
+    learning_rate: float = Field(gt=0)
+    weight_decay: Optional[float] = Field(None, ge=0)
+    use_ema: bool = False
+    ema_momentum: float = Field(0.99, ge=0, lt=1)
 
 
-class EpochSeeds(keras.callbacks.Callback):
-    """Calls reseed_layers at the start of every epoch."""
-
-    def __init__(self, seed):
-        super().__init__()
-        self.seed = seed
-
-    def on_epoch_begin(self, epoch, logs=None):
-        reseed_layers(self.model, self.seed, epoch)
+class Adadelta(OptimizerArguments):
+    name: Literal["adadelta"]
+    rho: float = Field(0.95, ge=0)
+    epsilon: float = Field(1e-7, ge=0)
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """Saves the resume state after every epoch, before DVCLive logs it."""
-
-    def __init__(self, history, run_fingerprint):
-        super().__init__()
-        self.history, self.run_fingerprint = history, run_fingerprint
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.history.append({name: float(value) for name, value in logs.items()})
-        checkpoint.save(self.model, self.history, self.run_fingerprint)
+class Adam(OptimizerArguments):
+    name: Literal["adam"]
+    beta_1: float = Field(0.9, ge=0)
+    beta_2: float = Field(0.999, ge=0)
+    epsilon: float = Field(1e-7, ge=0)
 
 
-def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
-    """Batches for epochs first_epoch..epochs-1, each epoch in the order seeds.batch_order gives.
-
-    The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
-    uninterrupted one, on either backend. Arrays are model inputs already (see model_inputs).
-    """
-    for epoch in range(first_epoch, epochs):
-        order = seeds.batch_order(seed, epoch, len(labels))
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            yield images[batch], labels[batch]
+class RMSprop(OptimizerArguments):
+    name: Literal["rmsprop"]
+    rho: float = Field(0.9, ge=0)
+    momentum: float = Field(0.0, ge=0)
+    epsilon: float = Field(1e-7, ge=0)
 
 
-class StopRequested(Exception):
-    """Raised at a batch boundary once SIGINT or SIGTERM has arrived."""
+class SGD(OptimizerArguments):
+    name: Literal["sgd"]
+    momentum: float = Field(0.0, ge=0)
 
 
-class StopOnSignal(keras.callbacks.Callback):
-    """Turns SIGINT and SIGTERM into a stop at the next batch boundary.
-
-    The handlers are installed whatever the parent left: a process started in the background by
-    a non-interactive shell inherits SIGINT ignored, so Python installs no KeyboardInterrupt
-    handler, and a SIGINT sent to the run went unnoticed (it finished and exited 0). The handler
-    only records the signal: an exception raised inside a handler can land in a destructor,
-    which swallows it.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.received = None
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self.record)
-
-    def record(self, signum, frame):
-        self.received = signum
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.received:
-            raise StopRequested
+Optimizer = Annotated[Union[Adadelta, Adam, RMSprop, SGD], Field(discriminator="name")]
 
 
-def log_record(live, record, prefix):
-    """Log a nested record as summary-only DVCLive metrics, so `dvc exp show` lists them."""
-    for key, value in record.items():
-        if isinstance(value, dict):
-            log_record(live, value, f"{prefix}/{key}")
-        else:
-            live.log_metric(f"{prefix}/{key}", value, plot=False)
+class Convolution(params.Section):
+    """Keras Conv2D's own argument names."""
+
+    filters: int = Field(ge=1)
+    kernel_size: int = Field(ge=1)
+    strides: int = Field(1, ge=1)
+    padding: Literal["valid", "same"] = "valid"
 
 
-def live_name(keras_name):
-    """Keras' name of an epoch's figure as a DVCLive metric. `loss` and `accuracy` are running
-    means over the training batches (dropout, augmentation and label smoothing on), not the
-    trained model's scores on the training set, which evaluate writes as train_set."""
-    if keras_name.startswith("val_"):
-        return f"validation/{keras_name.removeprefix('val_')}"
-    if keras_name in EpochTimer.FIGURES:
-        return f"speed/{keras_name}"
-    return f"training_batches/{keras_name}"
+class MaxPool(params.Section):
+    max_pool: int = Field(ge=1)
 
 
-def log_epoch(live, logs):
-    for name, value in logs.items():
-        live.log_metric(live_name(name), value)
-    live.next_step()
+class Dropout(params.Section):
+    dropout: float = Field(ge=0, lt=1)
 
 
-class LiveEpochs(keras.callbacks.Callback):
-    """Logs each epoch to DVCLive under live_name's names."""
+def _conv_stack_kind(item):
+    """The tag of a conv_stack item (in angle brackets, so error messages leave it out)."""
+    if not isinstance(item, dict):
+        return None
+    return next((f"<{key}>" for key in ("max_pool", "dropout") if key in item), "<convolution>")
 
-    def __init__(self, live):
-        super().__init__()
-        self.live = live
 
-    def on_epoch_end(self, epoch, logs=None):
-        log_epoch(self.live, logs)
+ConvStackItem = Annotated[
+    Union[Annotated[Convolution, Tag("<convolution>")], Annotated[MaxPool, Tag("<max_pool>")],
+          Annotated[Dropout, Tag("<dropout>")]],
+    Discriminator(_conv_stack_kind, custom_error_type="conv_stack_item",
+                  custom_error_message="must be a mapping: a convolution {filters, kernel_size, "
+                                       "strides, padding}, {max_pool: size} or {dropout: rate}"),
+]
+
+
+class Augment(params.Section):
+    rotation: float = Field(ge=0, le=180, description="largest random rotation, degrees either way")
+    shift: float = Field(ge=0, lt=1, description="largest random shift, fraction of the image's side")
+    zoom: float = Field(ge=0, lt=1, description="largest random zoom in or out, fraction")
+    thickness: float = Field(ge=0, le=1, description="strokes up to this fraction of a 3x3 dilation "
+                                                     "thicker, or erosion thinner")
+    elastic: float = Field(ge=0, le=4, description="pixels: the largest displacement of a smooth "
+                                                   "random distortion")
+    blur: float = Field(ge=0, le=2, description="pixels: the largest Gaussian blur (sigma)")
+    contrast: float = Field(ge=0, lt=1, description="fraction: how much fainter the ink may get")
+
+
+class Architecture(params.Section):
+    conv_stack: list[ConvStackItem] = Field(
+        description="the convolution stack, in order",
+        json_schema_extra={"allowed": "a list of convolutions {filters, kernel_size, strides, "
+                                      "padding}, {max_pool: size} and {dropout: rate}"})
+    batch_norm: bool = Field(description="batch normalization between each convolution or dense "
+                                         "layer and its activation")
+    dense_units: list[Annotated[int, Field(ge=1)]] = Field(
+        description="units of each hidden dense layer")
+    dropout: float = Field(ge=0, lt=1, description="dropout rate before each dense layer")
+    activation: Literal["relu", "elu", "gelu", "selu", "silu", "tanh", "sigmoid"] = Field(
+        description="activation of the convolutions and hidden dense layers")
+
+    @field_validator("conv_stack")
+    @classmethod
+    def fits_the_image(cls, conv_stack):
+        """Every convolution and pooling must find at least one pixel: name the first that
+        does not."""
+        side = IMAGE_SIDE
+        for index, item in enumerate(conv_stack):
+            if isinstance(item, Dropout):
+                continue
+            if isinstance(item, MaxPool):
+                side, needed = side // item.max_pool, item.max_pool
+            elif item.padding == "same":
+                side, needed = -(-side // item.strides), 1
+            else:
+                needed = item.kernel_size
+                side = (side - item.kernel_size) // item.strides + 1
+            if side < 1:
+                raise ValueError(
+                    f"item {index} ({item.model_dump(exclude_unset=True)}) needs a "
+                    f"{needed}x{needed} feature map; the layers before it leave less of a "
+                    f"{IMAGE_SIDE}x{IMAGE_SIDE} image")
+        return conv_stack
+
+
+class Params(params.Section):
+    backend: Literal["tensorflow", "jax"] = Field(
+        description="Keras' backend: tensorflow (fastest on CPUs) or jax (for GPUs)")
+    seed: int = params.Seed("every random stream of training: batch order, dropout, augmentation")
+    epochs: int = Field(ge=1, description="passes over the training images")
+    batch_size: int = Field(ge=1, description="images a training step")
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        description="Keras mixed-precision policy; mixed_bfloat16 falls back to float32 where "
+                    "the CPU lacks bfloat16")
+    xla: bool = Field(description="compile training steps with XLA (TensorFlow; JAX always "
+                                  "compiles)")
+    distribute: Literal["none", "mirrored"] = Field(
+        description="none, or mirrored: each batch split across the devices (GPUs, or CPU "
+                    "devices)")
+    optimizer: Optimizer = Field(
+        description="the Keras optimizer and its arguments",
+        json_schema_extra={"allowed": "{name: adadelta, adam, rmsprop or sgd; learning_rate; "
+                                      "that Keras optimizer's own arguments; weight_decay, "
+                                      "use_ema, ema_momentum}"})
+    lr_schedule: Literal["exponential", "cosine"] = Field(
+        description="exponential (x lr_decay after every epoch) or cosine (warm-up, then half a "
+                    "cosine to 0)")
+    lr_decay: float = Field(gt=0, le=1, description="learning-rate factor after every epoch "
+                                                    "(exponential schedule)")
+    lr_warmup_epochs: float = Field(ge=0, description="epochs of linear warm-up (cosine schedule)")
+    label_smoothing: float = Field(ge=0, lt=1, description="targets of 1 - s for the right digit, "
+                                                           "s / 10 spread over all")
+    augment: Augment
+    model: Architecture
+
+    @field_validator("lr_decay")
+    @classmethod
+    def decay_is_exponential(cls, lr_decay, info: ValidationInfo):
+        if info.data.get("lr_schedule") == "cosine" and lr_decay != 1:
+            raise ValueError("applies to lr_schedule exponential only; cosine falls to 0 by itself")
+        return lr_decay
+
+    @field_validator("lr_warmup_epochs")
+    @classmethod
+    def warmup_is_cosine(cls, warmup, info: ValidationInfo):
+        if info.data.get("lr_schedule") == "exponential" and warmup:
+            raise ValueError("applies to lr_schedule cosine only")
+        if "epochs" in info.data and warmup >= info.data["epochs"]:
+            raise ValueError(f"must be < train.epochs ({info.data['epochs']})")
+        return warmup
 
 
 def main():
-    train = params.load("train")
+    train = params.load("train", Params)
+    backend.use(train["backend"])
+    parts = backend.parts()
+    import keras
+
+    from stages.lib import checkpoint, provenance
+    from stages.lib.atomic import atomic_path
+    from stages.lib.model import build_model, compile_model, model_inputs
+    from stages.lib.training import (Checkpoint, EpochSeeds, EpochTimer, StopOnSignal, fit,
+                                     training_batches)
+
     gpus = parts.gpus()
     if refusal := parts.unsupported(train, gpus):
         raise SystemExit(refusal)
@@ -180,6 +221,8 @@ def main():
     scope, replicas = parts.distribution(train["distribute"])
     if train["distribute"] != "none":
         print(f"train: {train['distribute']} across {replicas} replicas")
+    # Model and fit both inside the distribution's scope: under JAX, Keras splits each batch
+    # across the devices only when fit runs in it.
     with scope:
         resumed = checkpoint.load(run_fingerprint)
         if resumed:
@@ -190,48 +233,24 @@ def main():
             model, history = compile_model(build_model(train), train, steps_per_epoch), []
         # Set after loading too: a resumed model would otherwise keep the compile-time choice.
         model.jit_compile = parts.jit_compile(train["xla"])
-    model.summary()
-    if train["xla"] and not model.jit_compile:
-        print("train: Keras cannot compile this model with XLA; recorded as xla.used: false")
-    run_record = {
-        "backend": BACKEND,
-        "precision": {"requested": train["precision"], "used": precision},
-        "xla": {"requested": train["xla"], "used": bool(model.jit_compile)},
-        "op_determinism": deterministic,
-        "distribute": {"requested": train["distribute"], "replicas": replicas},
-        "device": provenance.device(gpus),
-        "versions": provenance.versions(),
-    }
-
-    first_epoch = len(history)
-    batches = training_batches(
-        train_images, train_labels, train["batch_size"], train["seed"], first_epoch, train["epochs"]
-    )
-    # dvcyaml=False keeps dvc.yaml ours; save_dvc_exp=False leaves experiments to `dvc exp run`.
-    with Live(str(TRAIN_LOG_DIR), dvcyaml=False, save_dvc_exp=False) as live:
-        log_record(live, run_record, "run")
-        for logs in history:  # the epochs completed before an interruption
-            log_epoch(live, logs)
-        try:
-            # A run killed between its last epoch and saving the model has no epoch left.
-            if first_epoch < train["epochs"]:
-                model.fit(
-                    batches,
-                    epochs=train["epochs"],
-                    initial_epoch=first_epoch,
-                    shuffle=False,  # the batches are already in their seeded order
-                    steps_per_epoch=steps_per_epoch,
-                    validation_data=validation_data,
-                    callbacks=[
-                        stop,
-                        EpochSeeds(train["seed"]),
-                        EpochTimer(len(train_images)),
-                        Checkpoint(history, run_fingerprint),
-                        LiveEpochs(live),
-                    ],
-                )
-        except StopRequested:
-            pass
+        model.summary()
+        if train["xla"] and not model.jit_compile:
+            print("train: Keras cannot compile this model with XLA; recorded as xla.used: false")
+        run_record = {
+            "backend": train["backend"],
+            "precision": {"requested": train["precision"], "used": precision},
+            "xla": {"requested": train["xla"], "used": bool(model.jit_compile)},
+            "op_determinism": deterministic,
+            "distribute": {"requested": train["distribute"], "replicas": replicas},
+            "device": provenance.device(gpus),
+            "versions": provenance.versions(),
+        }
+        fit(model, history, train, live_dir=TRAIN_LOG_DIR, run_record=run_record,
+            batches=training_batches(train_images, train_labels, train["batch_size"],
+                                     train["seed"], len(history), train["epochs"]),
+            steps_per_epoch=steps_per_epoch, validation_data=validation_data,
+            callbacks=[stop, EpochSeeds(train["seed"]), EpochTimer(len(train_images)),
+                       Checkpoint(history, run_fingerprint)])
     if stop.received:
         print(f"\ntrain: interrupted after {len(history)} of {train['epochs']} epochs; "
               f"`dvc repro` resumes from there ({checkpoint.RESUME_DIR})", file=sys.stderr)

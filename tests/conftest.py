@@ -13,9 +13,17 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.recipes import recipe_overrides
+from benchmark.recipes import recipe_params as composed_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Tests that build or load models in this process do so on TensorFlow, as a command that
+    starts with stages.lib.backend.use("tensorflow") would."""
+    from stages.lib import backend
+
+    backend.use("tensorflow", verbose=True)
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -86,14 +94,40 @@ def write_mnist_sources(project, md5s, mirrors=None):
     path.write_text(yaml.safe_dump(sources, sort_keys=False))
 
 
-def recipe_params(folder, name="strong"):
-    """params.yaml with a recipe line of docs/recipes.md applied by DVC's own `-S` code."""
-    from dvc.utils.hydra import apply_overrides
+def recipe_params(name="strong"):
+    """params.yaml's values with a recipe of conf/recipe/, composed as `dvc exp run` composes it."""
+    return composed_recipe(name)
 
-    path = Path(folder) / "params.yaml"
-    shutil.copyfile(ROOT / "params.yaml", path)
-    apply_overrides(path, recipe_overrides(name))
-    return yaml.safe_load(path.read_text())
+
+COMPOSE = """import os, sys
+from dvc.utils.hydra import compose_and_dump
+compose_and_dump("params.yaml", os.path.abspath("conf"), None, "config", os.path.abspath("conf"),
+                 sys.argv[1:])
+"""
+
+
+def compose(project, env, *overrides):
+    """Write the project's params.yaml from its conf/ as `dvc exp run -S ...` would, stamp included."""
+    run([sys.executable, "-c", COMPOSE, *overrides], project, env)
+
+
+def override(key, value):
+    """key=value in Hydra's override syntax, the value written as YAML flow."""
+    flow = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return f"{key}={flow.removesuffix('...').strip()}"
+
+
+def set_defaults(project, **changes):
+    """Change conf/config.yaml, the project's defaults, by dotted key."""
+    path = Path(project) / "conf/config.yaml"
+    values = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        target = values
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
 def run_stage(name, cwd, env=None, check=True):
@@ -199,14 +233,17 @@ OOD_DIGITS = 40  # of the 1,797 out-of-distribution digits: enough for every way
 
 
 def make_project(destination, mirror, md5s, recipe="seed", **params):
-    """A fresh git repository holding the project, with a recipe line of docs/recipes.md if asked, and
-    `params` changed; returns its env."""
+    """A fresh git repository holding the project, its defaults (conf/config.yaml) changed by
+    `params`, and params.yaml composed from them with a recipe of conf/recipe/; returns its env."""
     copy_project(destination)
-    if recipe != "seed":
-        recipe_params(destination, recipe)
     env = pipeline_env(mirror)
     write_mnist_sources(destination, md5s)
-    set_params(destination, **{"preprocess.ood.count": OOD_DIGITS, **params})
+    (destination / "params.yaml").unlink()
+    params = {"ood.count": OOD_DIGITS, **params}
+    set_defaults(destination, **params)
+    # Given again on the command line, as they win over a recipe's values there.
+    compose(destination, env, f"recipe={recipe}", *(override(key, value)
+                                                    for key, value in params.items()))
     run(["git", "init", "-q"], destination, env)
     run(["git", "add", "-A"], destination, env)
     run(["git", "commit", "-qm", "project"], destination, env)

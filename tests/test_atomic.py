@@ -1,6 +1,6 @@
 import pytest
 
-from stages.atomic import atomic_path, write_json
+from stages.lib.atomic import atomic_path, write_json
 
 
 def test_output_appears_only_when_complete(tmp_path):

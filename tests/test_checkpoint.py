@@ -5,7 +5,7 @@ import json
 import keras
 import pytest
 
-from stages import checkpoint
+from stages.lib import checkpoint
 
 
 @pytest.fixture

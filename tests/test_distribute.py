@@ -11,22 +11,60 @@ import pytest
 from tests.conftest import ROOT, make_project, project_params, run, set_params
 
 TWO_CPU_DEVICES = """
+from stages.lib import backend
+backend.use("tensorflow")
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 """
+# The train stage, with a spy on what each replica's training step receives.
 TRAIN_ON_TWO_CPU_DEVICES = TWO_CPU_DEVICES + """
-import runpy
+import json, runpy
+from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+received = []
+train_step = TensorFlowTrainer.train_step
+
+def spy(self, data):
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    tf.py_function(lambda r, n: received.append((int(r), int(n))) or 0,
+                   [replica, tf.shape(data[0])[0]], Tout=tf.int32)
+    return train_step(self, data)
+
+TensorFlowTrainer.train_step = spy
 runpy.run_module("stages.train", run_name="__main__")
+print("RECEIVED", json.dumps(received))
 """
+# The train stage under JAX, with a spy on how Keras places each batch on the devices.
+TRAIN_ON_TWO_JAX_DEVICES = """
+import json, runpy
+from stages.lib import backend
+backend.use("jax")
+import keras.src.backend.jax.distribution_lib as distribution_lib
+received = []
+distribute_data_input = distribution_lib.distribute_data_input
+
+def spy(batch, layout, batch_dim_name):
+    placed = distribute_data_input(batch, layout, batch_dim_name)
+    received.append(sorted((shard.device.id, shard.data.shape[0])
+                           for shard in placed.addressable_shards))
+    return placed
+
+distribution_lib.distribute_data_input = spy
+runpy.run_module("stages.train", run_name="__main__")
+print("RECEIVED", json.dumps(received))
+"""
+
+
+def received(output):
+    return json.loads(output.split("RECEIVED ", 1)[1].splitlines()[0])
 # One step of the default model's first dropout layer and of a synchronized batch normalization,
 # both built as train builds them, on a batch whose two halves (one a replica) differ.
 ONE_MIRRORED_STEP = TWO_CPU_DEVICES + """
 import json, sys
 import keras, numpy as np
-from stages.backend import parts
-from stages.model import build_model
-from stages.train import reseed_layers
+parts = backend.parts()
+from stages.lib.model import build_model
+from stages.lib.training import reseed_layers
 
 train = json.loads(sys.argv[1])
 scope, _ = parts.distribution("mirrored")
@@ -87,7 +125,7 @@ def trained(project, env, command):
 def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
     project = tmp_path / "project"
     env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 3000, "train.epochs": 2})
-    run(["dvc", "repro", "preprocess"], project, env)
+    run(["dvc", "repro", "preprocess", "ood"], project, env)
 
     _, single_accuracy, single_loss, single = trained(
         project, env, [sys.executable, "-m", "stages.train"])
@@ -98,6 +136,9 @@ def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
     assert "train: mirrored across 2 replicas" in output
     run_record = json.loads((project / "reports/training/metrics.json").read_text())["run"]
     assert run_record["distribute"] == {"requested": "mirrored", "replicas": 2}
+    # Each replica's step gets half of each batch of 100 (the last of 3,000 images too).
+    steps = received(output)
+    assert len(steps) == 2 * 2 * 30 and sorted(set(steps)) == [[0, 50], [1, 50]]
     # Keras 3 has summed per-replica metrics before: accuracies above 1, losses doubled.
     assert all(0 < value <= 1 for value in accuracy)
     assert abs(loss[-1] - single_loss[-1]) < 0.3 * single_loss[-1]
@@ -120,15 +161,19 @@ def test_jax_data_parallel_matches_single_device(tmp_path, tiny_mirror, jax_env)
         "train.backend": "jax", "train.epochs": 2, "preprocess.train_limit": 256,
     })
     env.update(jax_env)
-    run(["dvc", "repro", "preprocess"], project, env)
+    run(["dvc", "repro", "preprocess", "ood"], project, env)
 
     run([sys.executable, "-m", "stages.train"], project, env)
     single = training_log(project)
     set_params(project, **{"train.distribute": "mirrored"})
     two_devices = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    output = run([sys.executable, "-m", "stages.train"], project, two_devices)
+    output = run([sys.executable, "-c", TRAIN_ON_TWO_JAX_DEVICES], project, two_devices)
 
     assert "train: mirrored across 2 replicas" in output
     run_record = json.loads((project / "data/train_log/metrics.json").read_text())["run"]
     assert run_record["distribute"] == {"requested": "mirrored", "replicas": 2}
+    # Every batch of 64 images (and its labels) lands as two halves, one a device.
+    placed = received(output)
+    assert len(placed) == 2 * 2 * 4
+    assert all(devices == [[0, 32], [1, 32]] for devices in placed), placed
     assert training_log(project) == pytest.approx(single, rel=1e-3)

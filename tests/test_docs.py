@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from stages import params
+from stages.lib import params
 from tests.conftest import ROOT
 
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "reports/README.md",

@@ -149,10 +149,10 @@ def test_http_url_in_the_environment_variable(tmp_path, http_mirror, tiny_mirror
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("mirrors", [], "mirrors: must be a non-empty list"),
+    ("mirrors", [], "mirrors: must not be empty"),
     ("mirrors", ["ftp://x/"], "mirrors: item 0: must be an http://"),
     ("files", {"t10k-labels-idx1-ubyte.gz": "xyz"},
-     "files: t10k-labels-idx1-ubyte.gz: must be 32 lowercase hex digits"),
+     "files.t10k-labels-idx1-ubyte.gz: must be 32 lowercase hex digits"),
     ("mirror", ["http://x/"], "mirror: unknown key (did you mean mirrors?)"),
 ])
 def test_a_bad_sources_file_is_one_line_naming_the_key(tmp_path, tiny_mirror, key, value, message):

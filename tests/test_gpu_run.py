@@ -62,7 +62,7 @@ def test_gpu_run_script_runs_the_pipeline_on_jax_without_tensorflow(tmp_path, ti
     # predict loads the JAX-trained model on JAX too, as a user's command would.
     with np.load(workspace / "data/prepared/test.npz") as test:
         Image.fromarray(test["images"][0]).save(workspace / "digit.png")
-    answer = json.loads(run([sys.executable, "-m", "stages.predict", "--json", "digit.png"],
+    answer = json.loads(run([sys.executable, "-m", "stages.commands.predict", "--json", "digit.png"],
                             workspace, on_jax))
     assert answer[0]["digit"] in range(10)
 

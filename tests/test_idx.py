@@ -5,7 +5,7 @@ import yaml
 import numpy as np
 import pytest
 
-from stages.idx import IdxError, read_images, read_labels, read_pair
+from stages.lib.idx import IdxError, read_images, read_labels, read_pair
 from tests.conftest import idx_bytes, project_params, run_stage, synthetic_digits, write_gz, write_mirror
 
 

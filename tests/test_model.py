@@ -4,13 +4,12 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from stages.model import (
+from stages.lib.model import (
     RandomAffine, RandomInk, affine_rows, bilinear, build_model, build_optimizer, compile_model,
     gaussian_blurred, load_model,
 )
-from stages import jax_parts
-from stages import model as model_module
-from stages.tensorflow_parts import FusedBatchNormalization
+from stages.lib import model as model_module
+from stages.lib.model import FusedBatchNormalization
 from tests.conftest import project_params, recipe_params
 
 
@@ -41,7 +40,7 @@ def test_default_optimizer_is_keras_2_adadelta():
 
 
 def test_readme_strong_recipe_builds_the_strong_cnn(tmp_path):
-    train = recipe_params(tmp_path)["train"]
+    train = recipe_params("strong")["train"]
     model = build_model(train)
 
     assert model.count_params() == 306_842
@@ -54,25 +53,27 @@ def test_readme_strong_recipe_builds_the_strong_cnn(tmp_path):
 
 
 def test_handwriting_line_builds_the_strong_cnn_with_ink_augmentation(tmp_path):
-    layers = build_model(recipe_params(tmp_path, "handwriting")["train"]).layers
-    strong = build_model(recipe_params(tmp_path)["train"]).layers
+    layers = build_model(recipe_params("handwriting")["train"]).layers
+    strong = build_model(recipe_params("strong")["train"]).layers
     assert [type(layer).__name__ for layer in layers] == \
         ["RandomAffine", "RandomInk", *[type(layer).__name__ for layer in strong[1:]]]
     ink = layers[1]
     assert (ink.thickness, ink.elastic, ink.blur, ink.contrast) == (1.0, 1.5, 1.0, 0.3)
 
 
-def test_batch_norm_needs_no_options_from_the_backend(tmp_path, monkeypatch):
-    """JAX's batch normalization takes no options: an empty mapping still means batch norm."""
-    monkeypatch.setattr(model_module.parts, "batch_norm_options", jax_parts.batch_norm_options)
-    train = recipe_params(tmp_path)["train"]
+def test_batch_norm_synchronizes_tensorflow_replicas_only():
+    """An empty mapping of options still means batch normalization (one device, or JAX)."""
+    train = recipe_params("strong")["train"]
+    assert model_module.batch_norm_arguments(train) == {}
+    assert model_module.batch_norm_arguments({**train, "distribute": "mirrored"}) == {
+        "synchronized": True}
     kinds = [type(layer).__name__ for layer in build_model(train).layers]
     assert kinds.count("FusedBatchNormalization") == 7 and kinds.count("Conv2D") == 7
     assert isinstance(build_optimizer(train, steps_per_epoch=600), keras.optimizers.Adam)
 
 
 def test_augmentation_acts_in_training_only(tmp_path):
-    model = build_model(recipe_params(tmp_path)["train"])
+    model = build_model(recipe_params("strong")["train"])
     augmentation = model.layers[0]
     digits = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
 
@@ -94,7 +95,7 @@ def ink(layer, images):
 
 
 def test_ink_augmentation_acts_in_training_only_and_only_when_asked(tmp_path):
-    train = recipe_params(tmp_path)["train"]
+    train = recipe_params("strong")["train"]
     assert "RandomInk" not in [type(layer).__name__ for layer in build_model(train).layers]
     for key in ("thickness", "elastic", "blur", "contrast"):
         augment = {**train["augment"], key: 0.5}
@@ -172,7 +173,7 @@ def test_bilinear_reading_matches_scipy_inside_and_outside_the_image():
 
 def test_ink_augmentation_trains_on_batches_of_unknown_size(tmp_path):
     """The train stage feeds a generator, so the traced step has no batch size."""
-    train = recipe_params(tmp_path, "handwriting")["train"]
+    train = recipe_params("handwriting")["train"]
     model = compile_model(build_model(train), train, steps_per_epoch=2)
     images = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
     labels = np.eye(10, dtype="float32")[np.arange(96) % 10]

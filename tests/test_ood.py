@@ -4,12 +4,13 @@ import numpy as np
 from PIL import Image
 
 from stages import ood
-from stages.predict import load_digit
+from stages.lib.drawn import read_labels
+from stages.lib.prepare import load_digit
 
 
 def test_build_draws_every_kind_of_file_with_its_label(tmp_path):
     assert ood.build(tmp_path / "ood", 48, seed=0) == 48
-    drawn = ood.read_labels(tmp_path / "ood")
+    drawn = read_labels(tmp_path / "ood")
     assert list(drawn.columns) == list(ood.COLUMNS) and len(drawn) == 48
     assert sorted(p.name for p in (tmp_path / "ood").iterdir()) == sorted([*drawn["file"], "labels.csv"])
     assert set(drawn["trouble"]) == set(ood.TROUBLES)
@@ -28,7 +29,7 @@ def test_labels_are_the_source_digits_in_the_seeded_order(tmp_path):
     ood.build(tmp_path / "ood", 30, seed=3)
     labels = ood.source_digits()[1]
     order = np.random.default_rng(3).permutation(len(labels))[:30]
-    assert ood.read_labels(tmp_path / "ood")["digit"].tolist() == labels[order].tolist()
+    assert read_labels(tmp_path / "ood")["digit"].tolist() == labels[order].tolist()
 
 
 def test_seed_and_count_choose_the_set_and_a_rebuild_replaces_it_whole(tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from stages.data import model_inputs
-from stages.predict import NOISY_PAPER, ink_map, mnist_like, paper_noise
+from stages.lib.model import model_inputs
+from stages.lib.prepare import NOISY_PAPER, ink_map, mnist_like, paper_noise
 from tests.conftest import ROOT, SHARED_MNIST, make_project, run
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
@@ -63,7 +63,7 @@ def trained(tmp_path_factory, mnist_mirror):
 
 
 def predict(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "stages.predict", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "stages.commands.predict", *map(str, args)], cwd=cwd,
                           env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True)
 

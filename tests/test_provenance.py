@@ -2,7 +2,7 @@
 
 import pytest
 
-from stages import provenance
+from stages.lib import provenance
 
 AVX2_ONLY = """processor\t: 0
 vendor_id\t: AuthenticAMD

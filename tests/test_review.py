@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.data import confusion_counts
+from stages.lib.confusion import confusion_counts
 from tests.conftest import ROOT, clone, run, run_capturing, stages_run
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_compare_writes_one_markdown_report_of_two_commits(history, tmp_path):
     project, env, baseline, variant = history
     out = tmp_path / "compare"
 
-    run([sys.executable, "-m", "stages.compare", baseline, variant, "--out", str(out)],
+    run([sys.executable, "-m", "stages.commands.compare", baseline, variant, "--out", str(out)],
         project, env)
 
     report = (out / "README.md").read_text()
@@ -94,7 +94,7 @@ def test_compare_writes_one_markdown_report_of_two_commits(history, tmp_path):
     assert f"wrong in the new run, right in the old: {broken}\n" in report
 
     # One revision: it is compared with the workspace, as `dvc metrics diff` does.
-    run([sys.executable, "-m", "stages.compare", baseline, "--out", str(out)], project, env)
+    run([sys.executable, "-m", "stages.commands.compare", baseline, "--out", str(out)], project, env)
     assert (out / "README.md").read_text().startswith(f"# `{baseline}` against `workspace`")
 
 
@@ -119,7 +119,7 @@ def test_offline_plots_page_draws_every_plot_in_headless_chromium(history, tmp_p
     reader = clone(history, tmp_path / "reader")  # as from a Git host: no DVC cache
 
     run(["dvc", "plots", "diff", baseline, "-o", "online"], reader, env)
-    run([sys.executable, "-m", "stages.plots_offline", "diff", baseline, "-o", "offline"],
+    run([sys.executable, "-m", "stages.commands.plots_offline", "diff", baseline, "-o", "offline"],
         reader, env)
 
     online = reader / "online/index.html"

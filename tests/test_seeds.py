@@ -6,9 +6,9 @@ import itertools
 import keras
 import numpy as np
 
-from stages import seeds
-from stages.model import build_model
-from stages.train import reseed_layers, training_batches
+from stages.lib import seeds
+from stages.lib.model import build_model
+from stages.lib.training import reseed_layers, training_batches
 from tests.conftest import project_params, recipe_params
 
 EPOCHS, REPLICAS = range(15), range(2)
@@ -21,7 +21,7 @@ def random_layers(model):
 
 def test_no_two_layer_streams_coincide(tmp_path):
     default = random_layers(build_model(project_params()["train"]))
-    strong = random_layers(build_model(recipe_params(tmp_path)["train"]))
+    strong = random_layers(build_model(recipe_params("strong")["train"]))
     assert default == [4, 6] and len(strong) == 4  # dropout twice; augmentation and 3 dropouts
     streams = {}
     for seed, layer, epoch, replica in itertools.product(
@@ -70,7 +70,7 @@ def test_training_batches_follow_seed_batch_size_and_epochs():
 def test_reseeding_restarts_every_augmentation_stream_at_its_epoch(tmp_path):
     """What resume relies on: after reseed_layers(seed, epoch) both augmentation layers draw
     what they drew at that epoch before, whatever was drawn in between."""
-    model = build_model(recipe_params(tmp_path, "handwriting")["train"])
+    model = build_model(recipe_params("handwriting")["train"])
     assert [type(layer).__name__ for layer in model.layers[:2]] == ["RandomAffine", "RandomInk"]
     digits = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
 

@@ -1,7 +1,6 @@
-"""The JAX backend's pieces of the train stage; stages/tensorflow_parts.py has the same names.
-
-Imported through stages.backend, after KERAS_BACKEND and XLA_FLAGS are set. Nothing here imports
-TensorFlow.
+"""The JAX backend's pieces of the train stage; stages/lib/tensorflow_parts.py has the same
+names. Imported through stages.lib.backend.parts(), after use() has set KERAS_BACKEND and
+XLA_FLAGS. Nothing here imports TensorFlow.
 """
 
 import contextlib
@@ -10,15 +9,6 @@ import random
 import jax
 import keras
 import numpy as np
-
-# Keras' own layer: the SPMD program of a data-parallel step computes its statistics over the
-# whole batch, so there is nothing to synchronize.
-BatchNormalization = keras.layers.BatchNormalization
-
-
-def batch_norm_options(replicated):
-    return {}
-
 
 def gpus():
     """(name, compute capability) of each visible GPU."""
@@ -39,7 +29,7 @@ def seed_everything(seed):
 
 
 def deterministic_ops(xla):
-    """Deterministic by the XLA_FLAGS that stages.backend sets for GPUs; XLA:CPU always is."""
+    """Deterministic by the XLA_FLAGS that stages.lib.backend.use() sets for GPUs; XLA:CPU always is."""
     return True
 
 

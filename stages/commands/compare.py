@@ -1,8 +1,8 @@
 """Compare two runs in one Markdown report with images, for a reviewer who runs nothing.
 
-    python -m stages.compare main                 # main against the workspace
-    python -m stages.compare main strong          # two revisions or experiment names
-    python -m stages.compare main --out compare   # the folder written (default: compare/)
+    python -m stages.commands.compare main                 # main against the workspace
+    python -m stages.commands.compare main strong          # two revisions or experiment names
+    python -m stages.commands.compare main --out compare   # the folder written (default: compare/)
 
 The report holds the params and metrics diffs (DVC's own `--md` tables), every plot of dvc.yaml
 with both runs drawn together (rendered to PNG by vl-convert-python, which bundles Vega, so no
@@ -22,9 +22,10 @@ import dvc.api
 import pandas as pd
 import vl_convert
 
-from stages.atomic import atomic_path
-from stages.data import confusion_counts, load_split
-from stages.plot import digit_grid, save
+from stages.lib.atomic import atomic_path
+from stages.lib.confusion import confusion_counts
+from stages.lib.figures import digit_grid, save
+from stages.lib.splits import load_split
 
 WORKSPACE = "workspace"  # DVC's name for the files on disk
 PREDICTIONS = "reports/eval/predictions.csv"
@@ -110,7 +111,7 @@ def report(old, new, folder):
     cells = changed_cells(old_predictions, new_predictions, old, new)
     sections = [
         f"# `{old}` against `{new}`",
-        "Written by `python -m stages.compare`; the new run is the second.",
+        "Written by `python -m stages.commands.compare`; the new run is the second.",
         "## Params\n\n" + table_or(params, "No parameter differs."),
         "## Metrics\n\n" + table_or(metrics, "No metric differs."),
         "## Plots\n\n" + "\n\n".join(f"![{title}]({file_name})"

@@ -11,14 +11,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from stages.atomic import atomic_path, write_json
-from stages.model import load_model
+from stages.lib.atomic import atomic_path, write_json
+from stages.lib.model import load_model
 
 RESUME_DIR = Path("data/resume")
 STATE_FILE = RESUME_DIR / "state.json"
-FINGERPRINTED_CODE = [Path(__file__).with_name(name)
-                      for name in ("train.py", "model.py", "data.py", "provenance.py", "seeds.py",
-                                   "backend.py", "tensorflow_parts.py", "jax_parts.py")]
+LIBRARY = Path(__file__).parent
+FINGERPRINTED_CODE = [LIBRARY.parent / "train.py", *(
+    LIBRARY / name for name in ("training.py", "model.py", "splits.py", "provenance.py", "seeds.py",
+                                "backend.py", "tensorflow_parts.py", "jax_parts.py"))]
 
 
 def fingerprint(train_params, data_files):

@@ -8,8 +8,9 @@ import platform
 from importlib.metadata import version
 from pathlib import Path
 
-from stages import backend  # noqa: I001 (sets KERAS_BACKEND before Keras is imported)
 import keras
+
+from stages.lib import backend
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -61,7 +62,7 @@ def device(gpu_list):
 def versions():
     return {
         "python": platform.python_version(),
-        **backend.parts.versions(),
+        **backend.parts().versions(),
         "keras": keras.version(),
         "dvc": version("dvc"),
         "dvclive": version("dvclive"),

@@ -4,8 +4,8 @@ DVC's page loads Vega from a CDN, so offline only its PNG figures appear. This w
 template that carries Vega, Vega-Lite and Vega-Embed inline, taken from vl-convert-python at run
 time, and passes it to DVC with --html-template; all other arguments go to `dvc plots` as given:
 
-    python -m stages.plots_offline show
-    python -m stages.plots_offline diff main --open
+    python -m stages.commands.plots_offline show
+    python -m stages.commands.plots_offline diff main --open
 """
 
 import subprocess
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import vl_convert
 
-from stages.atomic import atomic_path
+from stages.lib.atomic import atomic_path
 
 TEMPLATE_PATH = Path(".dvc/tmp/offline_plots.html")
 VEGA_LITE = "5.21"  # DVC's templates are Vega-Lite 5 specs
@@ -53,5 +53,9 @@ def main(arguments):
     return subprocess.run(command).returncode
 
 
-if __name__ == "__main__":
+def cli():
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    cli()

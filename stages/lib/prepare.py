@@ -1,6 +1,5 @@
-"""Classify your own handwritten digits with the trained model.
-
-    python -m stages.predict [--model PATH] [--json] [--save-preprocessed DIR] IMAGE_OR_FOLDER...
+"""How a user's image becomes an MNIST digit: predict, serve and evaluate's out-of-distribution
+score all prepare images here, so each reads a file the same way.
 
 Each image is prepared the way MNIST's digits were made: the ink cropped to its bounding box,
 scaled with anti-aliasing to fit a 20x20 box (aspect ratio kept), and placed in a 28x28 field
@@ -9,18 +8,10 @@ or RGBA with a transparent background, faint or full contrast, clean or noisy pa
 become MNIST's full-white ink on black.
 """
 
-import argparse
-import json
-import sys
-from pathlib import Path
-
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.ndimage import label, median_filter
 
-from stages.data import MODEL_PATH
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are paper texture or noise
 MNIST_CENTRE = 14.0  # where MNIST's digits have their centre of mass (row and column, measured)
 # paper_noise above which a median filter cleans the image first. On the out-of-distribution
@@ -97,71 +88,9 @@ def mnist_like(image, denoise=True):
     return field
 
 
-def image_files(paths):
-    """The files named, with each folder replaced by the images in it (sorted)."""
-    for path in map(Path, paths):
-        if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield path
-
-
 def load_digit(path, denoise=True):
     try:
         with Image.open(path) as image:
             return mnist_like(ImageOps.exif_transpose(image), denoise)
     except (UnidentifiedImageError, OSError) as error:
         raise ImageError(f"not a readable image ({getattr(error, 'strerror', None) or error})") from None
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Classify handwritten digit images.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--model", type=Path, default=MODEL_PATH)
-    parser.add_argument("--json", action="store_true", help="print a JSON list")
-    parser.add_argument("--save-preprocessed", type=Path, metavar="DIR",
-                        help="write the 28x28 image the model saw, for each input")
-    args = parser.parse_args(argv)
-    if not args.model.is_file():
-        sys.exit(f"predict: no model at {args.model} (run `dvc repro train` or pass --model)")
-
-    digits, files, failed = [], [], 0
-    for path in image_files(args.images):
-        try:
-            digits.append(load_digit(path))
-            files.append(path)
-        except ImageError as error:
-            print(f"predict: {path}: {error}", file=sys.stderr)
-            failed += 1
-
-    results = []
-    if digits:
-        # Imported only once there is something to classify: Keras and its backend take seconds.
-        from stages.model import load_model
-
-        model = load_model(args.model)
-        probabilities = model.predict(np.stack(digits)[..., None], verbose=0)
-        for path, digit, scores in zip(files, digits, probabilities):
-            top3 = np.argsort(scores)[::-1][:3]
-            results.append({
-                "file": str(path),
-                "digit": int(top3[0]),
-                "probability": round(float(scores[top3[0]]), 4),
-                "top3": [{"digit": int(d), "probability": round(float(scores[d]), 4)} for d in top3],
-            })
-            if args.save_preprocessed:
-                args.save_preprocessed.mkdir(parents=True, exist_ok=True)
-                Image.fromarray((digit * 255).astype(np.uint8)).save(
-                    args.save_preprocessed / f"{path.name}.png")
-
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            others = ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in result["top3"])
-            print(f"{result['file']}: {result['digit']} ({result['probability']:.3f}; top 3: {others})")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

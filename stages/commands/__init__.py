@@ -1,0 +1,1 @@
+"""Commands users run outside `dvc repro`: predict, compare, plots_offline."""

@@ -1,0 +1,104 @@
+"""Classify your own handwritten digits with a trained model, from any folder.
+
+    mnist-predict [--model PATH] [--json] [--save-preprocessed DIR] IMAGE_OR_FOLDER...
+    python -m stages.commands.predict ...          (the same, without installing)
+
+Reads no params.yaml: any model file this project trained, on either backend, loads on the
+backend chosen here (--backend, else KERAS_BACKEND, else TensorFlow where it is installed).
+Images are prepared by stages/lib/prepare.py, as evaluate prepares the out-of-distribution set.
+"""
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stages.lib import backend
+from stages.lib.prepare import ImageError, load_digit
+
+# The pipeline's model when none is named: beside this installed checkout, wherever the command runs.
+PROJECT_MODEL = Path(__file__).resolve().parents[2] / "data/model/model.keras"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def image_files(paths):
+    """The files named, with each folder replaced by the images in it (sorted)."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Classify handwritten digit images.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    parser.add_argument("--model", type=Path, default=PROJECT_MODEL,
+                        help="a .keras file (default: the pipeline's data/model/model.keras)")
+    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
+                        help="Keras' backend (default: KERAS_BACKEND, else tensorflow if installed)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' log lines and warnings")
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+                        help="write the 28x28 image the model saw, for each input")
+    args = parser.parse_args(argv)
+    if not args.model.is_file():
+        sys.exit(f"predict: no model at {args.model} (run `dvc repro train` or pass --model)")
+    if not args.verbose:
+        warnings.simplefilter("ignore")
+
+    digits, files, failed = [], [], 0
+    for path in image_files(args.images):
+        try:
+            digits.append(load_digit(path))
+            files.append(path)
+        except ImageError as error:
+            print(f"predict: {path}: {error}", file=sys.stderr)
+            failed += 1
+
+    results = []
+    if digits:
+        # Imported only once there is something to classify: Keras and its backend take seconds.
+        backend.use(args.backend or backend.available(), verbose=args.verbose)
+        try:
+            with backend.silenced_stderr(not args.verbose):
+                from stages.lib.model import load_model
+
+                model = load_model(args.model)
+                probabilities = model.predict(np.stack(digits)[..., None], verbose=0)
+        except Exception as error:  # noqa: BLE001 (Keras raises many kinds for a bad file)
+            sys.exit(f"predict: {args.model}: not a model this project can load "
+                     f"({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+        for path, digit, scores in zip(files, digits, probabilities):
+            top3 = np.argsort(scores)[::-1][:3]
+            results.append({
+                "file": str(path),
+                "digit": int(top3[0]),
+                "probability": round(float(scores[top3[0]]), 4),
+                "top3": [{"digit": int(d), "probability": round(float(scores[d]), 4)} for d in top3],
+            })
+            if args.save_preprocessed:
+                args.save_preprocessed.mkdir(parents=True, exist_ok=True)
+                Image.fromarray((digit * 255).astype(np.uint8)).save(
+                    args.save_preprocessed / f"{path.name}.png")
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            others = ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in result["top3"])
+            print(f"{result['file']}: {result['digit']} ({result['probability']:.3f}; top 3: {others})")
+    return 1 if failed else 0
+
+
+def cli():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,28 @@
+"""Figures shared by the plot stage and the compare command: the tutorial's digit grid, and
+saving a figure whole or not at all."""
+
+import math
+
+import matplotlib.pyplot as plt
+
+from stages.lib.atomic import atomic_path
+
+
+def save(figure, path):
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=80)
+    plt.close(figure)
+    print(f"plot: {path}")
+
+
+def digit_grid(images, titles, title_colors):
+    """The tutorial's picture: a square grid of digits, gray_r, no axes, a title on each."""
+    side = max(1, math.ceil(len(titles) ** 0.5))
+    figure, axes = plt.subplots(side, side, figsize=(1.2 * side, 1.4 * side), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(titles):
+            axis.imshow(images[index], cmap="gray_r")
+            axis.set_title(titles[index], fontsize=8, color=title_colors[index])
+    figure.tight_layout()
+    return figure

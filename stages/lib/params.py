@@ -1,0 +1,246 @@
+"""The one way a stage reads params.yaml: its own section, validated by the pydantic model that
+the stage declares beside its code (`Params` in stages/<stage>.py).
+
+A user's mistake ends the stage with one line naming the dotted key and the value given, before
+any data is read or model built; a typo never falls back to a default. `python -m
+stages.lib.params` writes the parameter reference (docs/parameters.md) and the JSON Schema that
+editors check conf/config.yaml and params.yaml against, both from the same models.
+"""
+
+import difflib
+import importlib
+import json
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PARAMS_FILE = Path("params.yaml")
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("fetch", "preprocess", "ood", "train", "evaluate", "plot", "report")
+DEFAULTS_PATH = ROOT / "conf/config.yaml"
+REFERENCE_PATH = ROOT / "docs/parameters.md"
+SCHEMA_PATH = ROOT / "conf/params.schema.json"
+# Keys of params.yaml that no stage reads: the stamp that conf/'s composition writes (see
+# conf/hydra_plugins) and the name of the recipe it was composed from.
+UNSTAGED_KEYS = {"written_by": "what wrote this file, and a digest of its values",
+                 "recipe": "the recipe params.yaml was composed from (conf/recipe/)"}
+
+
+class Section(BaseModel):
+    """A section of params.yaml, or a part of one: typed values, nothing unknown, nothing
+    coerced (a quoted "8" is not 8, 1 is not true)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def Seed(description):  # noqa: N802 (a field type, named like one)
+    return Field(ge=0, description=description)
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml that a stage cannot use."""
+
+
+def read(path=PARAMS_FILE):
+    """The whole YAML file; an unreadable or malformed one exits with one line."""
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as error:
+        raise SystemExit(f"{path}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SystemExit(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+
+
+def check(values, section, model):
+    """values[section] (the whole of values when section is None) if `model` accepts it, else
+    ParamsError naming the dotted key."""
+    if section is not None:
+        if not isinstance(values, dict) or section not in values:
+            raise ParamsError(f"{section}: missing section")
+        values = values[section]
+    try:
+        model.model_validate(values)
+    except ValidationError as error:
+        # A misspelt key also leaves its right spelling missing: name the misspelling.
+        errors = sorted(error.errors(), key=lambda found: found["type"] != "extra_forbidden")
+        raise ParamsError(one_line(errors[0], section, values)) from None
+    return values
+
+
+def load(section, model, path=PARAMS_FILE):
+    """One stage's section of params.yaml (or, with section None, the whole of another YAML
+    file) as plain values, validated; a bad value exits with one line."""
+    try:
+        return check(read(path), section, model)
+    except ParamsError as error:
+        raise SystemExit(f"{path}: {error}") from None
+
+
+def _known_keys():
+    """Every key any section declares, for did-you-mean suggestions."""
+    keys, pending = set(), [Section]
+    while pending:
+        model = pending.pop()
+        pending += model.__subclasses__()
+        keys |= set(model.model_fields)
+    return keys
+
+
+def _choices(expected):
+    """pydantic's "'a', 'b' or 'c'" as "a, b, c", sorted."""
+    return ", ".join(sorted(re.findall(r"'([^']*)'", expected)))
+
+
+def _problem(error):
+    kind, context = error["type"], error.get("ctx", {})
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+              "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+    if kind in bounds:
+        sign, name = bounds[kind]
+        bound = context[name]
+        return f"must be {sign} {int(bound) if float(bound).is_integer() else bound}"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind == "literal_error":
+        return f"must be one of {_choices(context['expected'])}"
+    if kind == "union_tag_invalid":
+        return (f"{context['discriminator'].strip(chr(39))} must be one of "
+                f"{_choices(context['expected_tags'])}, got {context['tag']!r}")
+    if kind == "union_tag_not_found":
+        return f"must be a mapping with a {context['discriminator'].strip(chr(39))}"
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    return {
+        "int_type": "must be an integer", "float_type": "must be a number",
+        "bool_type": "must be true or false", "string_type": "must be a string",
+        "dict_type": "must be a mapping", "model_type": "must be a mapping",
+        "model_attributes_type": "must be a mapping", "list_type": "must be a list",
+    }.get(kind, error["msg"][0].lower() + error["msg"][1:])
+
+
+def one_line(error, section, values):
+    """One pydantic error as `dotted.key: problem, got value`; list items read `item N`.
+    Parts of pydantic's location that are not in the values (a tagged union's tag) are left out."""
+    node, keys, items = values, [section] if section else [], []
+    for index, part in enumerate(error["loc"]):
+        last = index == len(error["loc"]) - 1
+        if isinstance(part, int) and isinstance(node, list):
+            items.append(f"item {part}")
+        elif isinstance(node, dict) and (part in node or (last and error["type"] == "missing")):
+            (items if items else keys).append(part)
+        else:
+            continue
+        node = node[part] if not (last and error["type"] == "missing") else None
+    where = ".".join(keys) + "".join(f": {item}" for item in items)
+    if error["type"] == "missing":
+        return f"{where}: missing"
+    if error["type"] == "extra_forbidden":
+        key = str(error["loc"][-1])
+        if key in _known_keys():
+            return f"{where}: not allowed here"
+        close = difflib.get_close_matches(key, _known_keys(), n=1)
+        return f"{where}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+    problem = _problem(error)
+    if error["type"] in ("union_tag_invalid", "value_error") and isinstance(error["input"], (dict, list)):
+        return f"{where}: {problem}"
+    return f"{where}: {problem}, got {error['input']!r}"
+
+
+def stage_models():
+    """(section, Params model) of every stage, in pipeline order."""
+    return [(name, importlib.import_module(f"stages.{name}").Params) for name in STAGES]
+
+
+def json_schema():
+    """A JSON Schema of params.yaml (and conf/config.yaml) for editors."""
+    class ParamsFile(BaseModel):
+        model_config = ConfigDict(extra="forbid", title="params.yaml of mnist-dvc")
+
+    properties, definitions = {}, {}
+    for section, model in stage_models():
+        schema = model.model_json_schema(ref_template="#/$defs/{model}")
+        definitions.update(schema.pop("$defs", {}))
+        properties[section] = schema
+    for key, description in UNSTAGED_KEYS.items():
+        properties[key] = {"type": "string", "description": description}
+    properties["defaults"] = {"type": "array", "description": "Hydra's defaults list (conf/)"}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": ParamsFile.model_config["title"], "type": "object",
+            "additionalProperties": False, "required": list(STAGES),
+            "properties": properties, "$defs": definitions}
+
+
+def _allowed(schema, definitions):
+    """What a field's JSON Schema allows, in words."""
+    if "allowed" in schema:
+        return schema["allowed"]
+    if "$ref" in schema:
+        return _allowed(definitions[schema["$ref"].split("/")[-1]], definitions)
+    if "anyOf" in schema:
+        return ", or ".join(_allowed(option, definitions) for option in schema["anyOf"])
+    if "enum" in schema:
+        return "one of " + ", ".join(sorted(map(str, schema["enum"])))
+    if "const" in schema:
+        return str(schema["const"])
+    kind = schema.get("type")
+    if kind == "null":
+        return "null"
+    if kind == "boolean":
+        return "true or false"
+    if kind == "array":
+        return "a list, each item " + _allowed(schema.get("items", {}), definitions)
+    if kind in ("integer", "number"):
+        bounds = [f"{sign} {schema[name]}" for name, sign in
+                  [("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                   ("exclusiveMaximum", "<")] if name in schema]
+        return " ".join(["an integer" if kind == "integer" else "a number", " and ".join(bounds)]).strip()
+    return kind or "any value"
+
+
+def _rows(prefix, model, defaults, definitions):
+    for key, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _rows(f"{prefix}{key}.", annotation, defaults[key], definitions)
+            continue
+        schema = model.model_json_schema(ref_template="#/$defs/{model}")
+        definitions.update(schema.get("$defs", {}))
+        default = yaml.safe_dump(defaults[key], default_flow_style=True, width=10**6).strip()
+        default = default.removesuffix("\n...").replace("|", "\\|")
+        allowed = _allowed(schema["properties"][key], definitions)
+        yield f"| `{prefix}{key}` | `{default}` | {allowed} | {field.description} |"
+
+
+def reference():
+    """docs/parameters.md: every key with its default (conf/config.yaml), what it allows and
+    what it means, from the stages' models."""
+    defaults = read(DEFAULTS_PATH)
+    rows, definitions = [], {}
+    for section, model in stage_models():
+        rows += _rows(f"{section}.", model, defaults[section], definitions)
+    return "\n".join([
+        "# Parameters",
+        "",
+        "Every key of `params.yaml`, its default (`conf/config.yaml`, the seed recipe), what the "
+        "stage's model accepts and what it means. Written by `python -m stages.lib.params` from "
+        "the `Params` model of each `stages/<stage>.py`, with the JSON Schema "
+        "`conf/params.schema.json` that editors check the files against; a test fails when "
+        "either differs from what the models write. Each stage reads its own section.",
+        "",
+        "| key | default | allowed | meaning |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ])
+
+
+def main():
+    REFERENCE_PATH.write_text(reference())
+    SCHEMA_PATH.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    print(f"params: {REFERENCE_PATH.relative_to(ROOT)}, {SCHEMA_PATH.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The train stage's pieces that need Keras: callbacks for timing, reseeding, checkpoints, signals
+and DVCLive, and the seeded batches. Import it after stages.lib.backend.use()."""
+
+import signal
+import time
+
+import keras
+from dvclive import Live
+
+from stages.lib import checkpoint, seeds
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds each epoch's wall time and training images per second to its logs."""
+
+    FIGURES = ("epoch_seconds", "images_per_second")
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = images
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        logs.update(epoch_seconds=seconds, images_per_second=self.images / seconds)
+
+
+def reseed_layers(model, seed, epoch):
+    """Restarts the random stream of every layer that has one (dropout, RandomAffine) from
+    (seed, layer, epoch, replica).
+
+    Keras does not save these streams with a model, so without this a resumed run would draw
+    other dropout masks and augmentations than an uninterrupted one. Under a tf.distribute
+    strategy each replica holds its own copy of a stream (Keras creates them unaggregated); given
+    the same state, the replicas would drop the same units of their halves of a batch. Under
+    JAX's data parallelism a stream is one state that draws for the whole batch (replica 0).
+    """
+    for index, layer in enumerate(model.layers):
+        stream = getattr(layer, "seed_generator", None)
+        if isinstance(stream, keras.random.SeedGenerator):
+            replicas = getattr(stream.state.value, "values", (stream.state,))
+            for replica, state in enumerate(replicas):
+                state.assign(seeds.layer_stream(seed, index, epoch, replica))
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Calls reseed_layers at the start of every epoch."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        reseed_layers(self.model, self.seed, epoch)
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves the resume state after every epoch, before DVCLive logs it."""
+
+    def __init__(self, history, run_fingerprint):
+        super().__init__()
+        self.history, self.run_fingerprint = history, run_fingerprint
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append({name: float(value) for name, value in logs.items()})
+        checkpoint.save(self.model, self.history, self.run_fingerprint)
+
+
+def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
+    """Batches for epochs first_epoch..epochs-1, each epoch in the order seeds.batch_order gives.
+
+    The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
+    uninterrupted one, on either backend. Arrays are model inputs already (see model_inputs).
+    """
+    for epoch in range(first_epoch, epochs):
+        order = seeds.batch_order(seed, epoch, len(labels))
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            yield images[batch], labels[batch]
+
+
+class StopRequested(Exception):
+    """Raised at a batch boundary once SIGINT or SIGTERM has arrived."""
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGINT and SIGTERM into a stop at the next batch boundary.
+
+    The handlers are installed whatever the parent left: a process started in the background by
+    a non-interactive shell inherits SIGINT ignored, so Python installs no KeyboardInterrupt
+    handler, and a SIGINT sent to the run went unnoticed (it finished and exited 0). The handler
+    only records the signal: an exception raised inside a handler can land in a destructor,
+    which swallows it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.received = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.record)
+
+    def record(self, signum, frame):
+        self.received = signum
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received:
+            raise StopRequested
+
+
+def log_record(live, record, prefix):
+    """Log a nested record as summary-only DVCLive metrics, so `dvc exp show` lists them."""
+    for key, value in record.items():
+        if isinstance(value, dict):
+            log_record(live, value, f"{prefix}/{key}")
+        else:
+            live.log_metric(f"{prefix}/{key}", value, plot=False)
+
+
+def live_name(keras_name):
+    """Keras' name of an epoch's figure as a DVCLive metric. `loss` and `accuracy` are running
+    means over the training batches (dropout, augmentation and label smoothing on), not the
+    trained model's scores on the training set, which evaluate writes as train_set."""
+    if keras_name.startswith("val_"):
+        return f"validation/{keras_name.removeprefix('val_')}"
+    if keras_name in EpochTimer.FIGURES:
+        return f"speed/{keras_name}"
+    return f"training_batches/{keras_name}"
+
+
+def log_epoch(live, logs):
+    for name, value in logs.items():
+        live.log_metric(live_name(name), value)
+    live.next_step()
+
+
+class LiveEpochs(keras.callbacks.Callback):
+    """Logs each epoch to DVCLive under live_name's names."""
+
+    def __init__(self, live):
+        super().__init__()
+        self.live = live
+
+    def on_epoch_end(self, epoch, logs=None):
+        log_epoch(self.live, logs)
+
+
+def fit(model, history, train, live_dir, run_record, batches, steps_per_epoch,
+        validation_data, callbacks):
+    """model.fit over the epochs left after `history` (the epochs an interrupted run completed),
+    each logged to DVCLive in live_dir, with the run record; a StopRequested ends it quietly."""
+    first_epoch = len(history)
+    # dvcyaml=False keeps dvc.yaml ours; save_dvc_exp=False leaves experiments to `dvc exp run`.
+    with Live(live_dir, dvcyaml=False, save_dvc_exp=False) as live:
+        log_record(live, run_record, "run")
+        for logs in history:
+            log_epoch(live, logs)
+        try:
+            # A run killed between its last epoch and saving the model has no epoch left.
+            if first_epoch < train["epochs"]:
+                model.fit(
+                    batches,
+                    epochs=train["epochs"],
+                    initial_epoch=first_epoch,
+                    shuffle=False,  # the batches are already in their seeded order
+                    steps_per_epoch=steps_per_epoch,
+                    validation_data=validation_data,
+                    callbacks=[*callbacks, LiveEpochs(live)],
+                )
+        except StopRequested:
+            pass  # the caller sees the signal in its StopOnSignal
