@@ -11,7 +11,7 @@ standard library only):
 2. Copies the project to RESULTS/project: a new git repository, or DVC without git (core.no_scm)
    where the machine has no git. MNIST_MIRROR points at MNIST, the four .gz files.
 3. `dvc repro` of the defaults with train.backend: jax, one stage at a time, each timed; a second
-   `dvc repro`, which must run nothing; the strong line of docs/recipes.md with the JAX backend (`dvc exp run
+   `dvc repro`, which must run nothing; the strong recipe (conf/recipe/strong.yaml) with the JAX backend (`dvc exp run -S recipe=strong
    -n strong`, or the same params and `dvc repro` without git); a plot.seed change, which must
    rerun plot and report only.
 4. Prints, and writes to RESULTS/results.json and RESULTS/results.md: each stage's seconds, each
@@ -36,11 +36,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from recipes import recipe_overrides  # benchmark/, this script's folder
-
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["fetch", "preprocess", "train", "evaluate", "plot", "report"]
-PROJECT_FILES = ["dvc.yaml", "dvc.lock", "params.yaml", "README.md", "docs", "pyproject.toml",
+STAGES = ["fetch", "preprocess", "ood", "train", "evaluate", "plot", "report"]
+PROJECT_FILES = ["dvc.yaml", "dvc.lock", "params.yaml", "conf", "README.md", "docs", "pyproject.toml",
                  ".gitignore", ".dvcignore", "stages", "benchmark", ".dvc/config", ".dvc/plots"]
 # Imported by no pipeline stage (stages/compare.py renders Vega charts), and large.
 NOT_FOR_THE_PIPELINE = {"tensorflow", "vl-convert-python"}
@@ -139,8 +137,14 @@ class Project:
         self.run("git", "add", "-A")
         self.run("git", "commit", "-qm", message)
 
+    def compose(self, overrides):
+        """Write params.yaml from conf/ with these overrides, as `dvc exp run -S ...` does."""
+        self.run(self.python, "-c", "import os, sys; from dvc.utils.hydra import compose_and_dump; "
+                 "compose_and_dump('params.yaml', os.path.abspath('conf'), None, 'config', "
+                 "os.path.abspath('conf'), sys.argv[1:])", *overrides)
+
     def set_params(self, overrides):
-        """Apply `-S` overrides to params.yaml with DVC's own code."""
+        """Edit params.yaml by hand, as it were, with DVC's own `-S` code (no composition)."""
         self.run(self.python, "-c", "import sys; from dvc.utils.hydra import apply_overrides; "
                  "apply_overrides('params.yaml', sys.argv[1:])", *overrides)
 
@@ -181,7 +185,7 @@ def main():
     backend = ["train.backend=jax", *args.set]
     results = {"git": project.git}
 
-    project.set_params(backend)
+    project.compose(backend)
     if project.git:
         project.commit("train.backend: jax")
     results["stage_seconds"] = {stage: round(project.dvc("repro", "--single-item", stage)[0], 1)
@@ -190,12 +194,12 @@ def main():
     _, output = project.dvc("repro")
     results["second_repro_ran"] = ran(output)
 
-    strong = [*recipe_overrides("strong", ROOT / "docs/recipes.md"), *backend]
+    strong = ["recipe=strong", *backend]
     if project.git:
         seconds, _ = project.dvc("exp", "run", "-n", "strong",
                                  *[word for value in strong for word in ("-S", value)])
     else:
-        project.set_params(strong)
+        project.compose(strong)
         seconds, _ = project.dvc("repro")
     results["strong"] = {"seconds": round(seconds, 1), **project.outcome()}
 

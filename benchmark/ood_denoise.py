@@ -1,6 +1,6 @@
 """What predict's median filter for noisy paper gains on the out-of-distribution digits.
 
-Scores each model on data/ood/ (built by `dvc repro preprocess`) prepared by predict with and
+Scores each model on data/ood/ (built by `dvc repro ood`) prepared by predict with and
 without the filter, in all and by how the digits were drawn.
 
     python benchmark/ood_denoise.py seed=data/model/model.keras strong=strong.keras
@@ -16,18 +16,21 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import ood, predict  # noqa: E402
-from stages.lib.model import load_model  # noqa: E402
+from stages.lib import backend, prepare  # noqa: E402
+from stages.lib.drawn import OOD_DIR, read_labels  # noqa: E402
 
 
 def main():
+    backend.use(backend.available())
+    from stages.lib.model import load_model
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", metavar="NAME=PATH")
-    parser.add_argument("--ood", type=Path, default=ROOT / ood.OOD_DIR)
+    parser.add_argument("--ood", type=Path, default=ROOT / OOD_DIR)
     args = parser.parse_args()
-    drawn = ood.read_labels(args.ood)
+    drawn = read_labels(args.ood)
     labels = drawn["digit"].to_numpy()
-    prepared = {denoise: np.stack([predict.load_digit(args.ood / file, denoise)
+    prepared = {denoise: np.stack([prepare.load_digit(args.ood / file, denoise)
                                    for file in drawn["file"]])[..., None]
                 for denoise in (True, False)}
     rows = []

@@ -1,4 +1,4 @@
-"""How often `python -m stages.predict` is right on test digits redrawn as users' image files.
+"""How often `python -m stages.commands.predict` is right on test digits redrawn as users' image files.
 
 The first N test digits are redrawn as tests/test_predict.py does (scaled up, off-centre, dark
 on light or light on dark, RGB/RGBA, PNG/JPEG/BMP), then each model classifies the folder
@@ -20,8 +20,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.data import load_split, model_inputs  # noqa: E402
-from stages.lib.model import load_model  # noqa: E402
+from stages.lib import backend  # noqa: E402
+
+backend.use(backend.available())
+from stages.lib.model import load_model, model_inputs  # noqa: E402
+from stages.lib.splits import load_split  # noqa: E402
 from tests.test_predict import redraw  # noqa: E402
 
 
@@ -31,7 +34,7 @@ def classify(model_path, folder):
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
     )
     if result.returncode != 0:
-        sys.exit(f"stages.predict failed with {model_path}:\n{result.stderr[-2000:]}")
+        sys.exit(f"predict failed with {model_path}:\n{result.stderr[-2000:]}")
     predictions = json.loads(result.stdout)
     return np.array([p["digit"] for p in sorted(predictions, key=lambda p: p["file"])])
 

@@ -10,7 +10,8 @@ import sys
 import pytest
 import yaml
 
-from stages.lib import params
+from benchmark.recipes import recipe_params
+from stages.lib import params, reference
 from tests.conftest import ROOT
 
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "reports/README.md",
@@ -52,26 +53,24 @@ def test_every_docs_page_is_in_the_readmes_table():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_experiment_lines_set_keys_the_schema_accepts(page, tmp_path):
-    """`dvc exp run -S` lines, applied by DVC's own override code, give a params.yaml that every
-    stage accepts (sweeps, which DVC expands into several runs, are applied value by value)."""
-    from dvc.utils.hydra import apply_overrides
+def test_experiment_lines_set_keys_the_schema_accepts(page):
+    """`dvc exp run -S` lines, composed from conf/ as DVC composes them, give params every stage
+    accepts; a sweep, which DVC expands into several runs, is checked for every value."""
+    from dvc.utils.hydra import get_hydra_sweeps
 
     for command in commands(page):
         if not command.startswith("dvc exp run"):
             continue
         words = shlex.split(command)
         overrides = [value for flag, value in zip(words, words[1:]) if flag == "-S"]
-        # A sweep's first value: 'train.seed=range(1,4)' -> 'train.seed=1'; 'a=0.5,1.0' -> 'a=0.5'.
-        overrides = [re.sub(r"=range\((\d+),.*\)$", r"=\1", value) for value in overrides]
-        overrides = [value.split(",")[0] if "{" not in value and "[" not in value else value
-                     for value in overrides]
-        path = tmp_path / "params.yaml"
-        shutil.copyfile(ROOT / "params.yaml", path)
-        apply_overrides(path, overrides)
-        values = yaml.safe_load(path.read_text())
-        for section in params.SCHEMA:
-            params.check_section(values, section)
+        for sweep in get_hydra_sweeps({"params.yaml": overrides}):
+            chosen = sweep["params.yaml"]
+            recipe = next((value.split("=", 1)[1] for value in chosen
+                           if value.startswith("recipe=")), "seed")
+            values = recipe_params(recipe, [value for value in chosen
+                                            if not value.startswith("recipe=")])
+            for section, model in reference.stage_models():
+                params.check(values, section, model)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
@@ -79,16 +78,16 @@ def test_commands_name_modules_and_scripts_that_exist(page):
     for command in commands(page):
         words = shlex.split(command)
         if words[:2] == ["python", "-m"] and words[2].startswith("stages."):
-            assert (ROOT / "stages" / f"{words[2].split('.')[1]}.py").is_file(), command
+            assert (ROOT / f"{words[2].replace('.', '/')}.py").is_file(), command
         elif words[0] in ("python", "python3") and words[1].endswith(".py"):
             assert (ROOT / words[1]).is_file(), command
 
 
 @pytest.mark.parametrize("module", ["predict", "compare", "plots_offline"])
-def test_the_documented_commands_answer_help(module):
-    """The commands the pages show by their options start and describe them."""
-    result = subprocess.run([sys.executable, "-m", f"stages.{module}", "--help"], cwd=ROOT,
-                            capture_output=True, text=True)
+def test_the_documented_commands_answer_help(module, tmp_path):
+    """The commands the pages show by their options start and describe them, from any folder."""
+    result = subprocess.run([sys.executable, "-m", f"stages.commands.{module}", "--help"],
+                            cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:")
 

@@ -43,15 +43,14 @@ def test_a_code_or_params_change_without_a_rerun_is_caught(tmp_path):
     run(["git", "init", "-q"], project, env)
     run(["git", "add", "-A"], project, env)
 
-    with open(project / "stages/model.py", "a") as code:
+    with open(project / "stages/lib/model.py", "a") as code:
         code.write("# a change after the last run\n")
     set_params(project, **{"train.epochs": 9, "plot.seed": 1})
 
-    # dvc.yaml names whole sections as params, so DVC names the section; evaluate reads
-    # train.backend alone, which did not change.
+    # dvc.yaml names whole sections as params, so DVC names the section.
     assert sorted(out_of_step(project, env)) == [
-        "evaluate: stages/model.py modified",
+        "evaluate: stages/lib/model.py modified",
         "plot: params.yaml plot modified",
         "train: params.yaml train modified",
-        "train: stages/model.py modified",
+        "train: stages/lib/model.py modified",
     ]

@@ -6,23 +6,23 @@ import jsonschema
 import pytest
 import yaml
 
-from stages.lib import params
+from stages.lib import params, reference
 from tests.conftest import ROOT, project_params, run_stage
 
-MODELS = dict(params.stage_models())
+MODELS = dict(reference.stage_models())
 
 
 def check_section(values, section):
     return params.check(values, section, MODELS[section])
 
 
-@pytest.mark.parametrize("section", params.STAGES)
+@pytest.mark.parametrize("section", reference.STAGES)
 def test_committed_params_are_valid(section):
     check_section(project_params(), section)
 
 
 def test_every_key_of_params_yaml_belongs_to_a_stage():
-    assert set(project_params()) == {*params.STAGES, *params.UNSTAGED_KEYS}
+    assert set(project_params()) == {*reference.STAGES, *reference.UNSTAGED_KEYS}
 
 
 def test_defaults_are_the_seed_recipe():
@@ -163,11 +163,11 @@ def test_schedule_keys_must_agree(changes, message):
 
 
 def reference_keys():
-    return re.findall(r"^\| `([\w.]+)` \|", params.reference(), re.M)
+    return re.findall(r"^\| `([\w.]+)` \|", reference.reference(), re.M)
 
 
 def test_every_key_has_one_line_of_meaning():
-    page = params.reference()
+    page = reference.reference()
     rows = [line for line in page.splitlines() if line.startswith("| `")]
     assert len(rows) == len(reference_keys()) > 30
     assert all(not row.endswith("| None |") for row in rows), "a key without a description"
@@ -182,19 +182,19 @@ def test_the_reference_names_every_key_of_params_yaml():
                 yield f"{prefix}{key}"
 
     stage_values = {key: value for key, value in project_params().items()
-                    if key not in params.UNSTAGED_KEYS}
+                    if key not in reference.UNSTAGED_KEYS}
     assert sorted(leaves(stage_values)) == sorted(reference_keys())
 
 
 def test_parameter_reference_and_json_schema_are_the_ones_the_models_write():
-    assert (ROOT / "docs/parameters.md").read_text() == params.reference(), \
-        "docs/parameters.md is stale: run `python -m stages.lib.params`"
-    assert json.loads((ROOT / "conf/params.schema.json").read_text()) == params.json_schema(), \
-        "conf/params.schema.json is stale: run `python -m stages.lib.params`"
+    assert (ROOT / "docs/parameters.md").read_text() == reference.reference(), \
+        "docs/parameters.md is stale: run `python -m stages.lib.reference`"
+    assert json.loads((ROOT / "conf/params.schema.json").read_text()) == reference.json_schema(), \
+        "conf/params.schema.json is stale: run `python -m stages.lib.reference`"
 
 
 def test_the_json_schema_accepts_the_committed_files_and_refuses_a_typo():
-    schema = params.json_schema()
+    schema = reference.json_schema()
     jsonschema.validate(project_params(), schema)
     jsonschema.validate(yaml.safe_load((ROOT / "conf/config.yaml").read_text()), schema)
     bad = copy.deepcopy(project_params())

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from stages.lib.model import model_inputs
 from stages.lib.prepare import NOISY_PAPER, ink_map, mnist_like, paper_noise
-from tests.conftest import ROOT, SHARED_MNIST, make_project, run
+from tests.conftest import ROOT, SHARED_MNIST, make_project, run, synthetic_digits
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
                                  reason="needs real MNIST digits in shared/")
@@ -178,3 +178,57 @@ def test_thin_and_thick_pens_fill_mnists_box_in_full_white(stroke):
     # A 3-pixel pen is a tenth of a pixel once scaled: without rescaling it would stay faint grey.
     assert (digit > 0.5).sum() >= 20
     assert np.corrcoef(digit.ravel(), mnist_like(pen_digit(14)).ravel())[0, 1] > 0.6
+
+
+TRAIN_A_BATCH_NORM_MODEL = """
+import sys
+from stages.lib import backend
+backend.use(sys.argv[1])
+import keras, numpy as np
+from benchmark.recipes import recipe_params
+from stages.lib.model import build_model, compile_model, model_inputs
+from tests.conftest import synthetic_digits
+
+keras.utils.set_random_seed(0)
+train = recipe_params("strong", ["train.precision=float32"])["train"]
+images, labels = model_inputs(*synthetic_digits(640, seed=1))
+model = compile_model(build_model(train), train, steps_per_epoch=10)
+model.fit(images, labels, epochs=3, batch_size=64, verbose=0)
+model.save(sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_a_model_from_either_backend_predicts_the_same_on_the_other(tmp_path, jax_env):
+    """Batch normalization included; from a folder without params.yaml; nothing on stderr."""
+    rng = np.random.default_rng(0)
+    for index in range(12):  # pen strokes that predict's preparation keeps apart
+        image = Image.new("L", (80, 80), 255)
+        ImageDraw.Draw(image).line([tuple(point) for point in rng.integers(5, 75, (4, 2))],
+                                   fill=0, width=6)
+        image.save(tmp_path / f"strokes-{index:02d}.png")
+    environments = {
+        "tensorflow": {**os.environ, "PYTHONPATH": str(ROOT)},
+        "jax": {**os.environ, **jax_env, "PYTHONPATH": f"{jax_env['PYTHONPATH']}{os.pathsep}{ROOT}"},
+    }
+    answers = {}
+    for trained_on, env in environments.items():
+        model = tmp_path / f"{trained_on}.keras"
+        subprocess.run([sys.executable, "-c", TRAIN_A_BATCH_NORM_MODEL, trained_on, model],
+                       cwd=ROOT, env=env, check=True, capture_output=True)
+        for predicted_on, predict_env in environments.items():
+            result = subprocess.run(
+                [sys.executable, "-m", "stages.commands.predict", "--json", "--model", model,
+                 "--backend", predicted_on, *sorted(tmp_path.glob("*.png"))],
+                cwd=tmp_path, env=predict_env, capture_output=True, text=True)
+            assert result.returncode == 0 and result.stderr == "", result.stderr
+            answers[trained_on, predicted_on] = json.loads(result.stdout)
+
+    for trained_on in environments:
+        native, other = (answers[trained_on, predicted_on] for predicted_on in
+                         (trained_on, *(name for name in environments if name != trained_on)))
+        for mine, theirs in zip(native, other):
+            near_tie = mine["top3"][0]["probability"] - mine["top3"][1]["probability"] < 4e-3
+            assert mine["digit"] == theirs["digit"] or near_tie
+            assert mine["probability"] == pytest.approx(theirs["probability"], abs=2e-3)
+        assert len({a["probability"] for a in native}) > 6, "the same answer for every image"

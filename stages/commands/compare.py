@@ -33,7 +33,7 @@ DIGITS_SHOWN = 8  # of each kind: fixed by the new run, broken by it
 
 
 def run_dvc(*arguments):
-    result = subprocess.run(["dvc", *arguments], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "dvc", *arguments], capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"compare: dvc {' '.join(arguments)} failed: {result.stderr.strip()}")
     return result.stdout

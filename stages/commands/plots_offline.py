@@ -49,7 +49,9 @@ def write_template():
 
 
 def main(arguments):
-    command = ["dvc", "plots", *arguments, "--html-template", str(write_template())]
+    command = [sys.executable, "-m", "dvc", "plots", *arguments]
+    if not {"-h", "--help"} & set(arguments):
+        command += ["--html-template", str(write_template())]
     return subprocess.run(command).returncode
 
 
