@@ -30,7 +30,8 @@ CHUNK_SIZE = 1 << 20
 
 class Params(params.Section):
     timeout: float = Field(gt=0, description="seconds without data before a download is abandoned")
-    retries: int = Field(ge=0, description="extra attempts per mirror and file after a network error")
+    retries: int = Field(
+        ge=0, description="extra attempts per mirror and file after a network error")
 
 
 def _url(value):

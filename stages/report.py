@@ -108,8 +108,8 @@ Misclassified test digits: {metrics['test_misclassified']}; macro F1: {metrics['
 Accuracy {metrics['ood']['accuracy']:.4f} (loss {metrics['ood']['loss']:.4f}) on the UCI
 handwritten digits that scikit-learn ships, drawn as users' image files of several sizes, dark
 on light or light on dark, some blurred, faint or noisy (`stages/ood.py`), each prepared by
-predict's own code (`stages/lib/prepare.py`). Other writers, another scanner, thicker strokes: how the
-model does on digits it was not trained on.
+predict's own code (`stages/lib/prepare.py`). Other writers, another scanner, thicker strokes:
+how the model does on digits it was not trained on.
 
 {ood_conditions()}
 

@@ -94,10 +94,11 @@ ConvStackItem = Annotated[
 
 class Augment(params.Section):
     rotation: float = Field(ge=0, le=180, description="largest random rotation, degrees either way")
-    shift: float = Field(ge=0, lt=1, description="largest random shift, fraction of the image's side")
+    shift: float = Field(ge=0, lt=1,
+                         description="largest random shift, fraction of the image's side")
     zoom: float = Field(ge=0, lt=1, description="largest random zoom in or out, fraction")
-    thickness: float = Field(ge=0, le=1, description="strokes up to this fraction of a 3x3 dilation "
-                                                     "thicker, or erosion thinner")
+    thickness: float = Field(ge=0, le=1, description="strokes up to this fraction of a 3x3 "
+                                                     "dilation thicker, or erosion thinner")
     elastic: float = Field(ge=0, le=4, description="pixels: the largest displacement of a smooth "
                                                    "random distortion")
     blur: float = Field(ge=0, le=2, description="pixels: the largest Gaussian blur (sigma)")

@@ -3,12 +3,10 @@ name what exists, recipe lines that params.yaml's schema accepts."""
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 
 import pytest
-import yaml
 
 from benchmark.recipes import recipe_params
 from stages.lib import params, reference

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from stages.lib.model import model_inputs
 from stages.lib.prepare import NOISY_PAPER, ink_map, mnist_like, paper_noise
-from tests.conftest import ROOT, SHARED_MNIST, make_project, run, synthetic_digits
+from tests.conftest import ROOT, SHARED_MNIST, make_project, run
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
                                  reason="needs real MNIST digits in shared/")

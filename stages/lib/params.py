@@ -131,6 +131,7 @@ def one_line(error, section, values):
         close = difflib.get_close_matches(key, _known_keys(), n=1)
         return f"{where}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
     problem = _problem(error)
-    if error["type"] in ("union_tag_invalid", "value_error") and isinstance(error["input"], (dict, list)):
-        return f"{where}: {problem}"
+    explained = error["type"] in ("union_tag_invalid", "value_error")
+    if explained and isinstance(error["input"], (dict, list)):
+        return f"{where}: {problem}"  # the message names the part of it that is wrong
     return f"{where}: {problem}, got {error['input']!r}"

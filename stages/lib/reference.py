@@ -69,7 +69,8 @@ def _allowed(schema, definitions):
         bounds = [f"{sign} {schema[name]}" for name, sign in
                   [("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
                    ("exclusiveMaximum", "<")] if name in schema]
-        return " ".join(["an integer" if kind == "integer" else "a number", " and ".join(bounds)]).strip()
+        number = "an integer" if kind == "integer" else "a number"
+        return f"{number} {' and '.join(bounds)}".strip()
     return kind or "any value"
 
 
