@@ -277,7 +277,8 @@ def history(tmp_path_factory):
 
     revisions = []
     for learning_rate in (1.0, VARIANT_LEARNING_RATE):
-        set_params(project, **{"train.optimizer.learning_rate": learning_rate})
+        # Composed, as `dvc exp run -S` writes it, so that the clones' experiments may write it.
+        compose(project, env, f"train.optimizer.learning_rate={learning_rate}")
         run(["dvc", "repro"], project, env)
         run(["git", "add", "-A"], project, env)
         run(["git", "commit", "-qm", f"learning rate {learning_rate}"], project, env)

@@ -5,6 +5,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,19 @@ def test_ci_runs_the_readmes_test_command():
     test_command = next(block.strip() for block in blocks if block.strip().endswith("&& pytest"))
     ci_lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line.strip()]
     assert ci_lines[-1] == test_command
+
+
+def installed_commands():
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+@pytest.mark.parametrize("command", sorted(installed_commands()))
+def test_the_installed_commands_start_from_any_folder(command, tmp_path):
+    """The console scripts of pyproject.toml, as `pip install -e .` put them beside Python."""
+    script = Path(sys.executable).parent / command
+    assert script.is_file(), f"{command} is not installed: pip install -e ."
+    result = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
