@@ -20,10 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_configure(config):
     """Tests that build or load models in this process do so on TensorFlow, as a command that
-    starts with stages.lib.backend.use("tensorflow") would."""
+    starts with stages.lib.backend.use("tensorflow") would. The commands that tests start choose
+    their own, as from a user's shell: KERAS_BACKEND is not passed on to them."""
     from stages.lib import backend
 
     backend.use("tensorflow", verbose=True)
+    import keras  # noqa: F401 (reads KERAS_BACKEND now, once)
+
+    del os.environ["KERAS_BACKEND"]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",

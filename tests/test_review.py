@@ -171,7 +171,7 @@ def test_pull_request_workflow_runs_the_commands_tested_here(history, tmp_path):
                           DVC_REMOTE_CONFIG=secret)
         # With the secret every result is pulled and nothing runs; without it, the runner trains.
         ran = stages_run(output)
-        assert ran == [] if secret else ran[:3] == ["fetch", "preprocess", "train"]
+        assert ran == [] if secret else {"fetch", "preprocess", "ood", "train"} <= set(ran)
         assert "changed" not in run(["dvc", "status"], branch, env)
 
         run_step(steps["Compare with the base branch"], branch, env, BASE_BRANCH="base")

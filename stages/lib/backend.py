@@ -22,7 +22,15 @@ def available():
     it is installed, else JAX (a GPU machine may have JAX alone)."""
     if os.environ.get("KERAS_BACKEND") in BACKENDS:
         return os.environ["KERAS_BACKEND"]
-    return "tensorflow" if importlib.util.find_spec("tensorflow") else "jax"
+    return "tensorflow" if importable("tensorflow") else "jax"
+
+
+def importable(name):
+    """Whether `import name` would find the package; one set to None in sys.modules (hidden, as
+    on a machine without it) is not."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
 
 
 def use(name, verbose=False):
