@@ -1,4 +1,4 @@
-"""stages.predict on MNIST digits turned into the images people draw and photograph."""
+"""mnist-predict on MNIST digits turned into the images people draw and photograph."""
 
 import json
 import os
