@@ -123,15 +123,7 @@ def override(key, value):
 
 def set_defaults(project, **changes):
     """Change conf/config.yaml, the project's defaults, by dotted key."""
-    path = Path(project) / "conf/config.yaml"
-    values = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        target = values
-        for parent in parents:
-            target = target[parent]
-        target[key] = value
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    set_dotted(Path(project) / "conf/config.yaml", changes)
 
 
 def run_stage(name, cwd, env=None, check=True):
@@ -221,8 +213,12 @@ def stages_run(output):
 
 
 def set_params(project, **changes):
-    """Change params.yaml by dotted key, as `dvc exp run -S` would."""
-    path = Path(project) / "params.yaml"
+    """Edit params.yaml by hand, by dotted key (no composition: `dvc repro` runs it as it is)."""
+    set_dotted(Path(project) / "params.yaml", changes)
+
+
+def set_dotted(path, changes):
+    """Change a YAML file's values by dotted key."""
     values = yaml.safe_load(path.read_text())
     for dotted, value in changes.items():
         *parents, key = dotted.split(".")
