@@ -37,7 +37,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["fetch", "preprocess", "ood", "train", "evaluate", "plot", "report"]
+STAGES = ["fetch", "preprocess", "ood", "mnist_c", "train", "evaluate", "plot", "report"]
 PROJECT_FILES = ["dvc.yaml", "dvc.lock", "params.yaml", "conf", "README.md", "docs", "pyproject.toml",
                  ".gitignore", ".dvcignore", "stages", "benchmark", ".dvc/config", ".dvc/plots"]
 # Imported by no pipeline stage (stages/compare.py renders Vega charts), and large.

@@ -1,7 +1,8 @@
 """What predict's median filter for noisy paper gains on the out-of-distribution digits.
 
-Scores each model on data/ood/ (built by `dvc repro ood`) prepared by predict with and
-without the filter, in all and by how the digits were drawn.
+Scores each model on data/ood/'s tuning part (built by `dvc repro ood`), where predict's
+thresholds are chosen, prepared with and without the filter, in all and by how the digits were
+drawn.
 
     python benchmark/ood_denoise.py seed=data/model/model.keras strong=strong.keras
 """
@@ -28,7 +29,7 @@ def main():
     parser.add_argument("models", nargs="+", metavar="NAME=PATH")
     parser.add_argument("--ood", type=Path, default=ROOT / OOD_DIR)
     args = parser.parse_args()
-    drawn = read_labels(args.ood)
+    drawn = read_labels(args.ood, "tuning")
     labels = drawn["digit"].to_numpy()
     prepared = {denoise: np.stack([prepare.load_digit(args.ood / file, denoise)
                                    for file in drawn["file"]])[..., None]
@@ -38,10 +39,10 @@ def main():
         model = load_model(path)
         for denoise, digits in prepared.items():
             right = model.predict(digits, batch_size=1000, verbose=0).argmax(axis=1) == labels
-            by_trouble = drawn.assign(right=right).groupby("trouble")["right"].mean()
+            by_condition = drawn.assign(right=right).groupby("condition")["right"].mean()
             rows.append({"model": model_name, "median filter": "on" if denoise else "off",
                          "all": right.mean(),
-                         **by_trouble.to_dict()})
+                         **by_condition.to_dict()})
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f"))
 
 

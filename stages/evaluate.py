@@ -2,7 +2,9 @@
 
 Writes reports/metrics.json (headline metrics) and reports/eval/: predictions.csv (one row a
 test image, DVC's confusion-matrix source), per_class.csv, misclassified.csv and ood.csv (the
-score on digits that are not MNIST, data/ood/, by how they were drawn). Publishes the
+score on the reporting part of the digits that are not MNIST, data/ood/, by how they were
+drawn) and mnist_c.csv (the
+accuracy under each corruption of MNIST-C, data/mnist_c.npz). Publishes the
 train stage's log to reports/training/: metrics.json, loss.csv, accuracy.csv and speed.csv (see
 publish_training_log). The model is scored on the backend that trained it (the run record's
 `backend`), so train.backend is not one of this stage's params.
@@ -19,6 +21,7 @@ from pydantic import Field
 from stages.lib import backend, params
 from stages.lib.atomic import atomic_path, write_json
 from stages.lib.confusion import NUM_CLASSES, confusion_counts
+from stages.lib.corrupted import load_corrupted
 from stages.lib.drawn import OOD_DIR, read_labels
 from stages.lib.prepare import load_digit
 from stages.lib.splits import load_split
@@ -55,21 +58,31 @@ def scored(model, inputs, one_hot, batch_size):
 
 
 def ood_scores(model, folder, batch_size):
-    """Loss and accuracy on the drawn digits of `folder`, each prepared by predict's own code
-    from its image file, and the accuracy by how the digits were drawn: one row a trouble,
-    polarity and canvas size."""
-    drawn = read_labels(folder)
+    """Loss and accuracy on the reporting part of the drawn digits of `folder`, each prepared by
+    predict's own code from its image file: the accuracy of each draw, and by how the digits were
+    drawn (one row a condition, polarity and canvas size: all draws together, and the lowest and
+    highest draw)."""
+    drawn = read_labels(folder, "reporting")
     digits = np.stack([load_digit(folder / name) for name in drawn["file"]])[..., None]
     one_hot = np.eye(NUM_CLASSES, dtype="float32")[drawn["digit"]]
-    loss, accuracy, probabilities = scored(model, digits, one_hot, batch_size)
+    loss, _, probabilities = scored(model, digits, one_hot, batch_size)
     drawn["right"] = probabilities.argmax(axis=1) == drawn["digit"]
-    by_condition = pd.concat(
-        drawn.groupby(column)["right"].agg(images="size", accuracy="mean")
-        .rename_axis("value").reset_index().assign(drawn_by=column)
-        for column in ["trouble", "polarity", "size"]
-    )
-    by_condition = by_condition[["drawn_by", "value", "images", "accuracy"]].round(4)
-    return loss, accuracy, by_condition
+    groups = []
+    for column in ["condition", "polarity", "size"]:
+        group = drawn.groupby(column, sort=False)["right"].agg(images="size", accuracy="mean")
+        each_draw = drawn.groupby([column, "draw"], sort=False)["right"].mean().groupby(level=0)
+        group["lowest_draw"], group["highest_draw"] = each_draw.min(), each_draw.max()
+        groups.append(group.rename_axis("value").reset_index().assign(drawn_by=column))
+    by_condition = pd.concat(groups)[["drawn_by", "value", "images", "accuracy", "lowest_draw",
+                                      "highest_draw"]].round(4)
+    return loss, drawn.groupby("draw")["right"].mean(), by_condition
+
+
+def mnist_c_scores(model, batch_size):
+    """Accuracy on the test set under each of MNIST-C's corruptions, in the mnist_c stage's order."""
+    labels, corrupted = load_corrupted()
+    rows = [(name, score(model, images, labels, batch_size)[1]) for name, images in corrupted.items()]
+    return pd.DataFrame(rows, columns=["corruption", "accuracy"]).round(4)
 
 
 def per_class_scores(predictions):
@@ -143,7 +156,8 @@ def main():
         model, test_images, test_labels, evaluate["batch_size"]
     )
     train_loss, train_accuracy, _ = score(model, train_images, train_labels, evaluate["batch_size"])
-    ood_loss, ood_accuracy, ood_by_condition = ood_scores(model, OOD_DIR, evaluate["batch_size"])
+    ood_loss, ood_each_draw, ood_by_condition = ood_scores(model, OOD_DIR, evaluate["batch_size"])
+    by_corruption = mnist_c_scores(model, evaluate["batch_size"])
 
     predictions = pd.DataFrame(
         {
@@ -160,6 +174,7 @@ def main():
     write_csv(misclassified, EVAL_DIR / "misclassified.csv", index=False)
     write_csv(scores, EVAL_DIR / "per_class.csv")
     write_csv(ood_by_condition, EVAL_DIR / "ood.csv", index=False)
+    write_csv(by_corruption, EVAL_DIR / "mnist_c.csv", index=False)
     metrics = {
         "test": {"loss": round(test_loss, 6), "accuracy": test_accuracy},
         # The trained model on the whole training set; the running means over the training
@@ -167,14 +182,20 @@ def main():
         "train_set": {"loss": round(train_loss, 6), "accuracy": train_accuracy},
         "test_macro_f1": round(float(scores["f1"].mean()), 4),
         "test_misclassified": len(misclassified),
-        # Digits that are not MNIST, drawn as users' image files (stages/ood.py).
-        "ood": {"loss": round(ood_loss, 6), "accuracy": round(ood_accuracy, 4)},
+        # Digits that are not MNIST, drawn as users' image files (stages/ood.py): the reporting
+        # part, the mean over its draws and the lowest and highest draw.
+        "ood": {"loss": round(ood_loss, 6), "accuracy": round(float(ood_each_draw.mean()), 4),
+                "lowest_draw": round(float(ood_each_draw.min()), 4),
+                "highest_draw": round(float(ood_each_draw.max()), 4)},
+        # The test set under MNIST-C's corruptions (stages/mnist_c.py); each in mnist_c.csv.
+        "mnist_c": {"mean_accuracy": round(float(by_corruption["accuracy"].mean()), 4)},
     }
     write_json(METRICS_PATH, metrics)
     publish_training_log()
     print(f"evaluate: test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}; "
           f"training-set accuracy {train_accuracy:.4f}, loss {train_loss:.4f}; "
-          f"out-of-distribution accuracy {ood_accuracy:.4f}")
+          f"out-of-distribution accuracy {metrics['ood']['accuracy']:.4f}; "
+          f"MNIST-C mean accuracy {metrics['mnist_c']['mean_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,23 @@
 """Stage ood: digits that are not MNIST, drawn as the image files users hand to predict, for
-evaluate's out-of-distribution score. Writes data/ood/: PNGs and labels.csv.
+evaluate's out-of-distribution score. Writes data/ood/: the images and labels.csv.
 
 The source is the UCI handwritten digits that scikit-learn ships (1,797 digits, 8x8, written by
 other people on other forms and scanned by another machine), so any machine builds the set
 without a network. Each digit is scaled up from its 8x8 grid, which leaves thick, blurred strokes
-with blocky curves, and drawn on a canvas of a random size, dark on light or light on dark, with
-one of the troubles of photos and scans: none, blur, low contrast or noisy paper. labels.csv
-names each file's digit and how it was drawn, so evaluate can say where a model fails.
+with blocky curves, and drawn on a canvas of a random size under one condition: as a scan (clean,
+blurred, faint or on noisy paper, dark on light or light on dark) or as a phone photo (ruled or
+squared paper, a lamp's uneven light, coloured ink on tinted paper, the digit small and off
+centre, JPEG, or all of these at once).
+
+The source digits are split once, by a fixed rule, into a tuning part (the first TUNING_DIGITS of
+scikit-learn's order) and a reporting part (the rest): they share no source digit. Thresholds and
+recipe choices are made on the tuning part; evaluate reports the reporting part. Each part is
+drawn `draws` times, each draw with its own sizes, polarities and conditions, so a score comes
+with its spread. labels.csv names each file's part, draw, source digit, label and how it was drawn.
 """
 
 import csv
+import io
 from typing import Optional
 
 import numpy as np
@@ -19,19 +27,29 @@ from scipy.ndimage import gaussian_filter
 
 from stages.lib import params
 from stages.lib.atomic import atomic_folder
-from stages.lib.drawn import LABELS_FILE, OOD_DIR
+from stages.lib.drawn import LABELS_FILE, OOD_DIR, PARTS
 
 UCI_DIGITS = 1797  # the UCI digits scikit-learn ships
+TUNING_DIGITS = 597  # the first third of them; the other 1,200 are the reporting part
 SIZES = (28, 48, 96, 200)  # canvas side in pixels: thumbnails to phone crops
-TROUBLES = ("none", "blur", "low_contrast", "noise")
-COLUMNS = ("file", "digit", "size", "polarity", "trouble")
+SCAN_CONDITIONS = ("none", "blur", "low_contrast", "noise")
+PHOTO_CONDITIONS = ("ruled", "squared", "shadow", "colour", "off_centre", "jpeg", "photo")
+CONDITIONS = SCAN_CONDITIONS + PHOTO_CONDITIONS
+COLUMNS = ("file", "part", "draw", "source", "digit", "size", "polarity", "condition")
+
+# Reflectances in RGB: what a phone sees of paper, ruling and ink under white light.
+PAPERS = ((0.93, 0.93, 0.91), (0.95, 0.92, 0.78), (0.86, 0.91, 0.95), (0.85, 0.85, 0.85))
+RULINGS = ((0.55, 0.70, 0.90), (0.60, 0.60, 0.62), (0.90, 0.55, 0.55))
+INKS = ((0.08, 0.08, 0.10), (0.10, 0.18, 0.55), (0.15, 0.15, 0.35))
 
 
 class Params(params.Section):
     count: Optional[int] = Field(
-        ge=1, le=UCI_DIGITS,
-        description="how many of scikit-learn's 1,797 UCI digits to draw (null: all)")
-    seed: int = params.Seed("which digits are drawn, and how (size, polarity, trouble)")
+        ge=1, le=TUNING_DIGITS,
+        description="digits of each part in each draw (null: all, 597 tuning and 1,200 reporting)")
+    draws: int = Field(ge=1, description="draws of each part, each with its own sizes, "
+                                         "polarities and conditions")
+    seed: int = params.Seed("which digits each draw takes, and how each is drawn")
 
 
 def source_digits():
@@ -42,40 +60,114 @@ def source_digits():
     return digits.images / 16, digits.target
 
 
-def draw(digit, size, dark_on_light, trouble, rng):
-    """One 8x8 digit drawn on a size x size grayscale canvas."""
-    box = max(8, round(size * rng.uniform(0.55, 0.8)))
+def part_indices(part):
+    """The source digits of a part: the fixed split."""
+    return np.arange(TUNING_DIGITS) if part == "tuning" else np.arange(TUNING_DIGITS, UCI_DIGITS)
+
+
+def placed(digit, size, box_share, rng):
+    """The digit scaled up into a square box of box_share x size, at a random place on a
+    size x size canvas of zeros: ink coverage in [0, 1]."""
+    box = max(8, round(size * rng.uniform(*box_share)))
     ink = Image.fromarray(digit.astype(np.float32)).resize((box, box), Image.BICUBIC)
     canvas = np.zeros((size, size), dtype=np.float32)
     top, left = rng.integers(0, size - box + 1, size=2)
     canvas[top : top + box, left : left + box] = np.clip(np.asarray(ink), 0, 1)
+    return canvas, box
 
-    if trouble == "blur":
+
+def scan(digit, size, dark_on_light, condition, rng):
+    """One digit as a grayscale scan: clean, blurred, faint or on noisy paper."""
+    canvas, box = placed(digit, size, (0.55, 0.8), rng)
+    if condition == "blur":
         canvas = gaussian_filter(canvas, sigma=box * 0.06)
-    contrast = rng.uniform(0.12, 0.25) if trouble == "low_contrast" else rng.uniform(0.7, 0.95)
+    contrast = rng.uniform(0.12, 0.25) if condition == "low_contrast" else rng.uniform(0.7, 0.95)
     paper = rng.uniform(0.75, 0.95) if dark_on_light else rng.uniform(0.0, 0.15)
     pixels = paper - contrast * canvas if dark_on_light else paper + contrast * canvas
-    if trouble == "noise":
+    if condition == "noise":
         pixels = pixels + rng.normal(0, rng.uniform(0.05, 0.12), pixels.shape)
     return Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
 
 
-def build(folder, count, seed):
-    """Write `count` drawn digits (all 1,797 when None) and labels.csv to `folder`, replacing it
-    whole: a crash leaves the previous set or none, never part of one."""
+def ruling(size, box, squared, rng):
+    """Lines of a ruled (or squared) page: about a digit's height apart (half that on squared
+    paper), one to two pixels of a 200-pixel photo thick, at a random phase."""
+    spacing = box * (rng.uniform(0.45, 0.6) if squared else rng.uniform(0.9, 1.2))
+    width = max(0.6, size / 200 * rng.uniform(1.0, 2.0))
+    along = (np.arange(size) - rng.uniform(0, spacing)) % spacing
+    to_line = np.minimum(along, spacing - along)
+    profile = np.clip(width / 2 + 0.5 - to_line, 0, 1)  # anti-aliased stripes
+    lines = np.broadcast_to(profile[:, None], (size, size))
+    if squared:
+        lines = np.maximum(lines, profile[None, :])
+    return lines
+
+
+def lamp(size, rng):
+    """A desk lamp's light over the page: brightest at a point off the page's centre, falling
+    to 35-60% of that across it, as a multiplier of each pixel."""
+    rows, columns = np.mgrid[0:size, 0:size] / size
+    row, column = rng.uniform(-0.3, 1.3, size=2)
+    distance = np.hypot(rows - row, columns - column) / np.sqrt(2)
+    return 1 - rng.uniform(0.4, 0.65) * np.clip(distance, 0, 1)
+
+
+def photo(digit, size, condition, rng):
+    """One digit as a phone photo of dark ink on paper, RGB, under one condition or all of them
+    ("photo"). Returns (image, file extension)."""
+    everything = condition == "photo"
+    small = everything or condition == "off_centre"
+    canvas, box = placed(digit, size, (0.25, 0.4) if small else (0.55, 0.8), rng)
+    coloured = everything or condition == "colour"
+    paper = np.array(PAPERS[rng.integers(len(PAPERS))] if coloured else PAPERS[0])
+    ink = np.array(INKS[rng.integers(len(INKS))] if coloured else INKS[0])
+    reflectance = np.broadcast_to(paper, (size, size, 3)).copy()
+    if everything or condition in ("ruled", "squared"):
+        squared = condition == "squared" or (everything and rng.random() < 0.5)
+        lines = ruling(size, box, squared, rng)[..., None]
+        reflectance = reflectance * (1 - lines) + np.array(RULINGS[rng.integers(len(RULINGS))]) * lines
+    reflectance = reflectance * (1 - canvas[..., None]) + ink * canvas[..., None]
+    light = lamp(size, rng) if everything or condition == "shadow" else np.ones((size, size))
+    pixels = reflectance * light[..., None]
+    if everything:  # a phone's sensor noise
+        pixels = pixels + rng.normal(0, 0.015, pixels.shape)
+    image = Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+    if everything or condition == "jpeg":
+        quality = int(rng.integers(60, 86)) if everything else int(rng.integers(20, 50))
+        encoded = io.BytesIO()
+        image.save(encoded, "JPEG", quality=quality)
+        return Image.open(encoded), "jpg"
+    return image, "png"
+
+
+def draw(digit, size, dark_on_light, condition, rng):
+    """One 8x8 digit drawn on a size x size canvas: (PIL image, file extension)."""
+    if condition in SCAN_CONDITIONS:
+        return scan(digit, size, dark_on_light, condition, rng), "png"
+    return photo(digit, size, condition, rng)
+
+
+def build(folder, count, draws, seed):
+    """Write `draws` draws of each part, `count` digits each (all when None), and labels.csv to
+    `folder`, replacing it whole: a crash leaves the previous set or none, never part of one."""
     images, labels = source_digits()
-    rng = np.random.default_rng(seed)
-    chosen = rng.permutation(len(labels))[:count]
     with atomic_folder(folder) as temporary:
         rows = []
-        for number, index in enumerate(chosen):
-            size = int(rng.choice(SIZES))
-            dark_on_light = bool(rng.integers(2))
-            trouble = TROUBLES[number % len(TROUBLES)]
-            name = f"{number:04d}.png"
-            draw(images[index], size, dark_on_light, trouble, rng).save(temporary / name)
-            rows.append((name, int(labels[index]), size,
-                         "dark_on_light" if dark_on_light else "light_on_dark", trouble))
+        for part_number, part in enumerate(PARTS):
+            for draw_number in range(1, draws + 1):
+                stream = np.random.SeedSequence(seed, spawn_key=(part_number, draw_number))
+                rng = np.random.default_rng(stream)
+                chosen = rng.permutation(part_indices(part))[:count]
+                for number, source in enumerate(chosen):
+                    condition = CONDITIONS[number % len(CONDITIONS)]
+                    # Photos are of dark ink on paper, and small canvases make no photo.
+                    size = int(rng.choice(SIZES if condition in SCAN_CONDITIONS else SIZES[2:]))
+                    dark_on_light = condition not in SCAN_CONDITIONS or bool(rng.integers(2))
+                    image, extension = draw(images[source], size, dark_on_light, condition, rng)
+                    name = f"{part}-{draw_number}-{number:04d}.{extension}"
+                    image.save(temporary / name)
+                    rows.append((name, part, draw_number, int(source), int(labels[source]), size,
+                                 "dark_on_light" if dark_on_light else "light_on_dark", condition))
         with open(temporary / LABELS_FILE, "w", newline="") as file:
             csv.writer(file).writerows([COLUMNS, *rows])
     return len(rows)
@@ -83,7 +175,7 @@ def build(folder, count, seed):
 
 def main():
     ood = params.load("ood", Params)
-    drawn = build(OOD_DIR, ood["count"], ood["seed"])
+    drawn = build(OOD_DIR, ood["count"], ood["draws"], ood["seed"])
     print(f"ood: {drawn} drawn digits in {OOD_DIR}")
 
 

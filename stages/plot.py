@@ -1,5 +1,6 @@
-"""Stage plot: the tutorial's two digit grids, training curves, the confusion matrix and the
-misclassified digits, as PNGs in reports/figures/."""
+"""Stage plot: the tutorial's two digit grids, training curves, the confusion matrix, the
+misclassified digits and MNIST-C (a digit under each corruption, the accuracy under each), as PNGs
+in reports/figures/."""
 
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from pydantic import Field, field_validator
 
 from stages.lib import params
 from stages.lib.confusion import NUM_CLASSES, confusion_counts
+from stages.lib.corrupted import load_corrupted
 from stages.lib.figures import digit_grid, save
 from stages.lib.splits import load_split
 
 TRAINING_DIR = Path("reports/training")
 PREDICTIONS_PATH = Path("reports/eval/predictions.csv")
+MNIST_C_SCORES_PATH = Path("reports/eval/mnist_c.csv")
 FIGURES_DIR = Path("reports/figures")
 # Every PNG this stage writes, with its caption on the report stage's page, in the page's order.
 FIGURES = {
@@ -24,6 +27,8 @@ FIGURES = {
     "misclassified.png": "Misclassified test digits, most confident first",
     "test_predictions.png": "Test digits with the model's answers (errors in red)",
     "train_digits.png": "Training digits",
+    "mnist_c.png": "Test accuracy under each MNIST-C corruption",
+    "mnist_c_examples.png": "A test digit under each MNIST-C corruption",
 }
 
 
@@ -63,6 +68,31 @@ def confusion_heatmap(predictions):
     figure.colorbar(image, ticks=[0, 1, 10, 100, 1000], format="%d", label="test digits (log scale)")
     figure.tight_layout()
     save_figure(figure, "confusion_matrix.png")
+
+
+def mnist_c_bars(predictions):
+    """Accuracy under each corruption, the clean test set's as a line to compare with."""
+    scores = pd.read_csv(MNIST_C_SCORES_PATH)
+    clean = float(np.mean(predictions["actual"] == predictions["predicted"]))
+    figure, axis = plt.subplots(figsize=(7, 0.3 * len(scores) + 1.5))
+    axis.barh(scores["corruption"], scores["accuracy"], color="tab:blue")
+    axis.axvline(clean, color="black", linestyle="--", label=f"no corruption ({clean:.4f})")
+    for row, accuracy in enumerate(scores["accuracy"]):
+        axis.text(accuracy, row, f" {accuracy:.3f}", va="center", fontsize=8)
+    axis.invert_yaxis()  # the benchmark's order, top to bottom
+    axis.set(xlim=(0, 1.12), xlabel="test accuracy",
+             title=f"MNIST-C: mean accuracy {scores['accuracy'].mean():.4f}")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    save_figure(figure, "mnist_c.png")
+
+
+def mnist_c_examples(test_images, index):
+    """One test digit as it is, then under each corruption."""
+    _, corrupted = load_corrupted()
+    images = [test_images[index], *(images[index] for images in corrupted.values())]
+    titles = ["no corruption", *corrupted]
+    save_figure(digit_grid(images, titles, ["black"] * len(titles)), "mnist_c_examples.png")
 
 
 class Params(params.Section):
@@ -105,6 +135,8 @@ def main():
 
     save_figure(training_curves(), "training_curves.png")
     confusion_heatmap(predictions)
+    mnist_c_bars(predictions)
+    mnist_c_examples(test_images, int(rng.integers(len(test_images))))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,6 @@ class Augment(params.Section):
     elastic: float = Field(ge=0, le=4, description="pixels: the largest displacement of a smooth "
                                                    "random distortion")
     blur: float = Field(ge=0, le=2, description="pixels: the largest Gaussian blur (sigma)")
-    contrast: float = Field(ge=0, lt=1, description="fraction: how much fainter the ink may get")
 
 
 class Architecture(params.Section):

@@ -229,7 +229,8 @@ def set_dotted(path, changes):
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
-OOD_DIGITS = 40  # of the 1,797 out-of-distribution digits: enough for every way of drawing
+OOD_DIGITS = 22  # of each part in each draw: every way of drawing twice
+MNIST_C_DIGITS = 100  # of the test digits, under each corruption
 
 
 def make_project(destination, mirror, md5s, recipe="seed", **params):
@@ -239,7 +240,7 @@ def make_project(destination, mirror, md5s, recipe="seed", **params):
     env = pipeline_env(mirror)
     write_mnist_sources(destination, md5s)
     (destination / "params.yaml").unlink()
-    params = {"ood.count": OOD_DIGITS, **params}
+    params = {"ood.count": OOD_DIGITS, "mnist_c.count": MNIST_C_DIGITS, **params}
     set_defaults(destination, **params)
     # Given again on the command line, as they win over a recipe's values there.
     compose(destination, env, f"recipe={recipe}", *(override(key, value)

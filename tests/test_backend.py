@@ -56,7 +56,7 @@ def test_importing_a_module_chooses_no_backend_and_reads_no_params(tmp_path):
 
 def test_tensorflow_refuses_xla_with_augmentation_on_a_gpu():
     train = project_params()["train"]
-    train.update(xla=True, augment={"rotation": 10, "shift": 0.1, "zoom": 0.1, "thickness": 0, "elastic": 0, "blur": 0, "contrast": 0})
+    train.update(xla=True, augment={"rotation": 10, "shift": 0.1, "zoom": 0.1, "thickness": 0, "elastic": 0, "blur": 0})
     gpu = [("NVIDIA H200", (9, 0))]
     assert "ImageProjectiveTransformV3" in tensorflow_parts.unsupported(train, gpu)
     assert tensorflow_parts.unsupported(train, []) is None  # XLA:CPU has the kernel

@@ -125,7 +125,7 @@ def trained(project, env, command):
 def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
     project = tmp_path / "project"
     env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 3000, "train.epochs": 2})
-    run(["dvc", "repro", "preprocess", "ood"], project, env)
+    run(["dvc", "repro", "preprocess", "ood", "mnist_c"], project, env)
 
     _, single_accuracy, single_loss, single = trained(
         project, env, [sys.executable, "-m", "stages.train"])
@@ -164,7 +164,7 @@ def test_jax_data_parallel_matches_single_device(tmp_path, tiny_mirror, jax_env)
         "train.backend": "jax", "train.epochs": 2, "preprocess.train_limit": 256,
     })
     env.update(jax_env)
-    run(["dvc", "repro", "preprocess", "ood"], project, env)
+    run(["dvc", "repro", "preprocess", "ood", "mnist_c"], project, env)
 
     run([sys.executable, "-m", "stages.train"], project, env)
     single = training_log(project)

@@ -1,61 +1,71 @@
-"""The out-of-distribution set: digits that are not MNIST, drawn as users' image files."""
+"""The out-of-distribution set: digits that are not MNIST, drawn as users' scans and photos, in a
+tuning part and a reporting part that share no source digit."""
 
 import numpy as np
 from PIL import Image
 
 from stages import ood
-from stages.lib.drawn import read_labels
+from stages.lib.drawn import PARTS, read_labels
 from stages.lib.prepare import load_digit
 
 
-def test_build_draws_every_kind_of_file_with_its_label(tmp_path):
-    assert ood.build(tmp_path / "ood", 48, seed=0) == 48
+def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
+    count = 2 * len(ood.CONDITIONS)
+    assert ood.build(tmp_path / "ood", count, draws=2, seed=0) == count * 2 * len(PARTS)
     drawn = read_labels(tmp_path / "ood")
-    assert list(drawn.columns) == list(ood.COLUMNS) and len(drawn) == 48
+    assert list(drawn.columns) == list(ood.COLUMNS)
     assert sorted(p.name for p in (tmp_path / "ood").iterdir()) == sorted([*drawn["file"], "labels.csv"])
-    assert set(drawn["trouble"]) == set(ood.TROUBLES)
+    for (part, draw), rows in drawn.groupby(["part", "draw"]):
+        assert len(rows) == count and (rows["condition"].value_counts() == 2).all()
+    assert set(drawn["part"]) == set(PARTS) and set(drawn["draw"]) == {1, 2}
     assert set(drawn["polarity"]) == {"dark_on_light", "light_on_dark"}
-    assert set(drawn["size"].astype(int)) == set(ood.SIZES)
     for row in drawn.itertuples():
         with Image.open(tmp_path / "ood" / row.file) as image:
             assert image.size == (int(row.size), int(row.size))
-            pixels = np.asarray(image, dtype=np.float32)
+            assert (image.format == "JPEG") == (row.condition in ("jpeg", "photo"))
+            assert (image.mode == "RGB") == (row.condition in ood.PHOTO_CONDITIONS)
+            pixels = np.asarray(image.convert("L"), dtype=np.float32)
         border = np.median(np.concatenate([pixels[0], pixels[-1]]))
         assert (border > 127) == (row.polarity == "dark_on_light")
         assert load_digit(tmp_path / "ood" / row.file).shape == (28, 28)
 
 
-def test_labels_are_the_source_digits_in_the_seeded_order(tmp_path):
-    ood.build(tmp_path / "ood", 30, seed=3)
+def test_the_parts_share_no_source_digit_and_labels_follow_the_source(tmp_path):
+    ood.build(tmp_path / "ood", None, draws=1, seed=3)
+    drawn = read_labels(tmp_path / "ood")
+    tuning, reporting = (set(read_labels(tmp_path / "ood", part)["source"]) for part in PARTS)
+    assert not tuning & reporting
+    assert len(tuning) == ood.TUNING_DIGITS and len(tuning | reporting) == ood.UCI_DIGITS
+    assert max(tuning) < min(reporting)  # the fixed rule: scikit-learn's first 597
     labels = ood.source_digits()[1]
-    order = np.random.default_rng(3).permutation(len(labels))[:30]
-    assert read_labels(tmp_path / "ood")["digit"].tolist() == labels[order].tolist()
+    assert (drawn["digit"] == labels[drawn["source"]]).all()
 
 
-def test_seed_and_count_choose_the_set_and_a_rebuild_replaces_it_whole(tmp_path):
-    ood.build(tmp_path / "a", 12, seed=0)
-    ood.build(tmp_path / "b", 12, seed=0)
-    ood.build(tmp_path / "c", 12, seed=1)
+def test_seed_count_and_draws_choose_the_set_and_a_rebuild_replaces_it_whole(tmp_path):
+    ood.build(tmp_path / "a", 12, draws=2, seed=0)
+    ood.build(tmp_path / "b", 12, draws=2, seed=0)
+    ood.build(tmp_path / "c", 12, draws=2, seed=1)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert all((tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
                for name in files)
     assert (tmp_path / "a" / "labels.csv").read_text() != (tmp_path / "c" / "labels.csv").read_text()
+    first, second = (read_labels(tmp_path / "a").query(f"draw == {n}") for n in (1, 2))
+    assert first["source"].tolist() != second["source"].tolist()  # each draw its own stream
 
     (tmp_path / "a" / "stray.png").write_bytes(b"left over")
-    assert ood.build(tmp_path / "a", 5, seed=0) == 5
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == files[:5] + ["labels.csv"]
+    assert ood.build(tmp_path / "a", 5, draws=1, seed=0) == 10
+    assert len(list((tmp_path / "a").iterdir())) == 11
     assert not list(tmp_path.glob(".a.*"))  # no temporary folder left behind
-    assert ood.build(tmp_path / "all", None, seed=0) == 1797
 
 
-def test_troubles_look_like_their_names(tmp_path):
+def test_scan_conditions_look_like_their_names():
     rng = np.random.default_rng(0)
     digit = ood.source_digits()[0][0]
 
-    def pixels(trouble):
-        return np.asarray(ood.draw(digit, 96, True, trouble, rng), dtype=np.float32)
+    def pixels(condition):
+        return np.asarray(ood.scan(digit, 96, True, condition, rng), dtype=np.float32)
 
-    clean, faint, noisy, blurred = (pixels(t) for t in ("none", "low_contrast", "noise", "blur"))
+    clean, faint, noisy, blurred = (pixels(c) for c in ("none", "low_contrast", "noise", "blur"))
     assert np.ptp(faint) < 0.3 * 255 < 0.6 * 255 < np.ptp(clean)
     assert np.std(noisy[:8, :8]) > 5 > np.std(clean[:8, :8])
 
@@ -63,3 +73,29 @@ def test_troubles_look_like_their_names(tmp_path):
         return np.abs(np.diff(image, axis=1)).max() / np.ptp(image)
 
     assert steepest_edge(blurred) < 0.75 * steepest_edge(clean)
+
+
+def photo(condition, seed=0):
+    image, _ = ood.photo(ood.source_digits()[0][0], 200, condition, np.random.default_rng(seed))
+    return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def test_photo_conditions_look_like_their_names():
+    plain = photo("off_centre")
+    paper = np.median(plain.reshape(-1, 3), axis=0)
+    # Ruled paper: rows of another colour across the whole width; squared: columns too.
+    ruled = photo("ruled")
+    rows_unlike_paper = (np.abs(ruled - paper).sum(axis=2) > 30).all(axis=1)
+    assert rows_unlike_paper.sum() >= 2
+    squared = photo("squared")
+    assert (np.abs(squared - paper).sum(axis=2) > 30).all(axis=0).sum() >= 2
+    # A lamp: the paper's brightness falls by a third or more across the page.
+    shadow = photo("shadow").mean(axis=2)
+    corners = [shadow[:10, :10], shadow[:10, -10:], shadow[-10:, :10], shadow[-10:, -10:]]
+    brightest, darkest = max(np.median(c) for c in corners), min(np.median(c) for c in corners)
+    assert darkest < 0.8 * brightest
+    # Coloured ink or paper: some draw has channels apart.
+    assert any(np.abs(photo("colour", seed).std(axis=2)).max() > 20 for seed in range(4))
+    # Off centre: the ink's box is at most 40% of the side.
+    rows, columns = np.nonzero(np.abs(plain - paper).sum(axis=2) > 60)
+    assert max(np.ptp(rows), np.ptp(columns)) <= 0.4 * 200

@@ -32,10 +32,12 @@ def test_defaults_are_the_seed_recipe():
     assert (train["lr_schedule"], train["lr_decay"], train["lr_warmup_epochs"]) == ("exponential", 1.0, 0)
     assert train["label_smoothing"] == 0.0
     assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0, "thickness": 0.0,
-                                "elastic": 0.0, "blur": 0.0, "contrast": 0.0}
+                                "elastic": 0.0, "blur": 0.0}
     assert train["model"]["batch_norm"] is False
     assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
-    assert project_params()["ood"] == {"count": None, "seed": 0}
+    assert project_params()["ood"] == {"count": None, "draws": 3, "seed": 0}
+    mnist_c = project_params()["mnist_c"]
+    assert mnist_c["count"] is None and len(mnist_c["corruptions"]) == 15
     assert project_params()["plot"]["grid_size"] == 100
 
 
@@ -82,11 +84,11 @@ BAD_PARAMS = [
     ("train", ["epoch"], 8, "train.epoch: unknown key (did you mean epochs?)"),
     ("preprocess", ["train_limit"], -5, "preprocess.train_limit: must be >= 1, got -5"),
     ("preprocess", ["validation_split"], 1.0, "preprocess.validation_split: must be < 1"),
-    ("ood", ["count"], 2000, "ood.count: must be <= 1797, got 2000"),
+    ("ood", ["count"], 2000, "ood.count: must be <= 597, got 2000"),
     ("train", ["augment", "thickness"], 1.5, "train.augment.thickness: must be <= 1, got 1.5"),
     ("train", ["augment", "elastic"], -1, "train.augment.elastic: must be >= 0, got -1"),
     ("train", ["augment", "blur"], 3, "train.augment.blur: must be <= 2, got 3"),
-    ("train", ["augment", "contrast"], 1, "train.augment.contrast: must be < 1, got 1"),
+    ("train", ["augment", "blur"], 3, "train.augment.blur: must be <= 2, got 3"),
     ("plot", ["grid_size"], 50, "plot.grid_size: must be a square number"),
     ("evaluate", ["batch_size"], None, "evaluate.batch_size: must be an integer, got None"),
     ("train", ["precision"], "float16", "train.precision: must be one of float32, mixed_bfloat16"),

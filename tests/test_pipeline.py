@@ -10,12 +10,12 @@ import pytest
 
 from stages import plot
 from stages.lib.prepare import load_digit
-from tests.conftest import OOD_DIGITS, make_project, run, run_capturing, set_params, stages_run
+from tests.conftest import MNIST_C_DIGITS, OOD_DIGITS, make_project, run, run_capturing, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
-FIGURES = ["confusion_matrix.png", "misclassified.png", "test_predictions.png",
-           "train_digits.png", "training_curves.png"]
+FIGURES = ["confusion_matrix.png", "misclassified.png", "mnist_c.png", "mnist_c_examples.png",
+           "test_predictions.png", "train_digits.png", "training_curves.png"]
 
 
 def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_mirror):
@@ -24,29 +24,48 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
 
     first, log = run_capturing(["dvc", "repro"], project, env)
     assert sorted(stages_run(first)) == sorted(
-        ["fetch", "preprocess", "ood", "train", "evaluate", "plot", "report"])
+        ["fetch", "preprocess", "ood", "mnist_c", "train", "evaluate", "plot", "report"])
     assert "Compiled cluster using XLA" not in first + log
 
     assert len(list((project / "data/raw").glob("*.gz"))) == 4
     assert sorted(p.name for p in (project / "data/prepared").iterdir()) == [
         "test.npz", "train.npz", "validation.npz"]
-    assert len(list((project / "data/ood").glob("*.png"))) == OOD_DIGITS
+    drawn = pd.read_csv(project / "data/ood/labels.csv")
+    draws = 3  # ood.draws' default
+    assert len(drawn) == OOD_DIGITS * 2 * draws == len(list((project / "data/ood").iterdir())) - 1
     assert (project / "data/model/model.keras").stat().st_size > 3_000_000
     losses = pd.read_csv(project / "reports/training/loss.csv")
     assert list(losses["epoch"]) == [1] and list(losses["measured_on"]) == ["training batches"]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert 0.3 < metrics["test"]["accuracy"] <= 1 and metrics["test"]["loss"] > 0
     assert 0.3 < metrics["train_set"]["accuracy"] <= 1
-    # The out-of-distribution score: each drawn digit through predict's own preparation.
+    # The out-of-distribution score: each digit of the reporting part through predict's own
+    # preparation, the mean over the draws and the lowest and highest draw.
     ood = pd.read_csv(project / "reports/eval/ood.csv")
-    assert set(ood["drawn_by"]) == {"trouble", "polarity", "size"}
-    assert (ood.groupby("drawn_by")["images"].sum() == OOD_DIGITS).all()
-    drawn = pd.read_csv(project / "data/ood/labels.csv")
+    assert set(ood["drawn_by"]) == {"condition", "polarity", "size"}
+    assert (ood.groupby("drawn_by")["images"].sum() == OOD_DIGITS * draws).all()
+    assert (ood["lowest_draw"] <= ood["accuracy"]).all() and (ood["accuracy"] <= ood["highest_draw"]).all()
+    reporting = drawn[drawn["part"] == "reporting"]
     model = keras.models.load_model(project / "data/model/model.keras")
-    digits = np.stack([load_digit(project / "data/ood" / name) for name in drawn["file"]])
-    right = model.predict(digits[..., None], verbose=0).argmax(axis=1) == drawn["digit"]
+    digits = np.stack([load_digit(project / "data/ood" / name) for name in reporting["file"]])
+    right = model.predict(digits[..., None], verbose=0).argmax(axis=1) == reporting["digit"]
+    each_draw = right.groupby(reporting["draw"]).mean()
     assert metrics["ood"]["accuracy"] == pytest.approx(right.mean(), abs=1e-4)
+    assert metrics["ood"]["lowest_draw"] == pytest.approx(each_draw.min(), abs=1e-4)
+    assert metrics["ood"]["highest_draw"] == pytest.approx(each_draw.max(), abs=1e-4)
     assert metrics["ood"]["loss"] > 0
+    # MNIST-C: each corruption's test accuracy, and their mean.
+    with np.load(project / "data/mnist_c.npz") as corrupted:
+        assert len(corrupted.files) == 1 + 15
+        rotated, labels = corrupted["rotate"], corrupted["labels"]
+    assert len(labels) == MNIST_C_DIGITS
+    by_corruption = pd.read_csv(project / "reports/eval/mnist_c.csv")
+    assert len(by_corruption) == 15
+    rotate_right = model.predict(rotated[..., None] / 255, verbose=0).argmax(axis=1) == labels
+    assert by_corruption.set_index("corruption").loc["rotate", "accuracy"] == pytest.approx(
+        rotate_right.mean(), abs=1e-4)
+    assert metrics["mnist_c"]["mean_accuracy"] == pytest.approx(by_corruption["accuracy"].mean(),
+                                                                abs=1e-4)
     predictions = pd.read_csv(project / "reports/eval/predictions.csv")
     assert list(predictions.columns) == ["image", "actual", "predicted", "probability"]
     assert (predictions["actual"] == predictions["predicted"]).mean() == metrics["test"]["accuracy"]
@@ -72,6 +91,10 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     set_params(project, **{"ood.seed": 1})
     assert stages_run(run(["dvc", "repro"], project, env)) == ["ood", "evaluate", "report"]
     assert json.loads((project / "reports/metrics.json").read_text())["test"] == metrics["test"]
+
+    set_params(project, **{"mnist_c.seed": 1})
+    assert stages_run(run(["dvc", "repro"], project, env)) == [
+        "mnist_c", "evaluate", "plot", "report"]
 
     set_params(project, **{"train.seed": 7})
     assert stages_run(run(["dvc", "repro"], project, env)) == [

@@ -1,5 +1,6 @@
 """mnist-predict on MNIST digits turned into the images people draw and photograph."""
 
+import io
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from stages.lib.model import model_inputs
-from stages.lib.prepare import NOISY_PAPER, ink_map, mnist_like, paper_noise
+from stages.lib.prepare import INK_THRESHOLD, NOISY_PAPER, ink_map, mnist_like, paper_noise
 from tests.conftest import ROOT, SHARED_MNIST, make_project, run
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
@@ -232,3 +233,63 @@ def test_a_model_from_either_backend_predicts_the_same_on_the_other(tmp_path, ja
             assert mine["digit"] == theirs["digit"] or near_tie
             assert mine["probability"] == pytest.approx(theirs["probability"], abs=2e-3)
         assert len({a["probability"] for a in native}) > 6, "the same answer for every image"
+
+
+def photographed(image, paper=(236, 232, 214), ink=(30, 45, 140), light=None, ruled=None):
+    """A grayscale pen drawing as a colour photo: the ink's darkness painted in `ink` on `paper`,
+    lines of a ruled page (None, "ruled" or "squared") under it, times a lamp's `light` field."""
+    darkness = 1 - np.asarray(image, dtype=np.float32)[..., None] / 255
+    size = darkness.shape[0]
+    page = np.broadcast_to(np.array(paper, dtype=np.float32), darkness.shape[:2] + (3,)).copy()
+    if ruled:
+        line_colour = np.array((140, 180, 230), dtype=np.float32)
+        page[15::30] = line_colour
+        if ruled == "squared":
+            page[:, 15::30] = line_colour
+    pixels = page * (1 - darkness) + np.array(ink, dtype=np.float32) * darkness
+    if light is not None:
+        pixels = pixels * light(*np.mgrid[0:size, 0:size] / size)[..., None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def similar_to_clean(image, correlation=0.9):
+    clean = mnist_like(pen_digit(14))
+    digit = mnist_like(image)
+    assert_mnist_like(digit)
+    assert np.corrcoef(digit.ravel(), clean.ravel())[0, 1] > correlation
+
+
+@pytest.mark.parametrize("ruled", ["ruled", "squared"])
+def test_ruled_and_squared_paper_lose_their_lines(ruled):
+    photo = photographed(pen_digit(14), ruled=ruled)
+    ink = ink_map(photo)
+    assert ink[15, :40].max() < 0.05 and ink[:40, 15].max() < 0.05  # a line away from the digit
+    similar_to_clean(photo)
+
+
+def test_a_lamps_uneven_light_is_flattened():
+    def lamp(rows, columns):  # bright at the top left, 40% of that at the far corner
+        return 1 - 0.6 * np.clip(np.hypot(rows, columns) / np.sqrt(2), 0, 1)
+
+    photo = photographed(pen_digit(14), paper=(235, 235, 235), ink=(20, 20, 20), light=lamp)
+    # The dark corner is paper, not ink (it would be 0.65 of the ink's strength unflattened).
+    assert ink_map(photo)[-30:, -30:].max() < INK_THRESHOLD
+    similar_to_clean(photo)
+
+
+def test_coloured_ink_on_tinted_paper_is_found_by_its_colour():
+    # Blue ink on yellow paper: in gray the two are 40 levels apart, in colour much further.
+    photo = photographed(pen_digit(14), paper=(240, 225, 150), ink=(40, 60, 200))
+    similar_to_clean(photo, correlation=0.95)
+
+
+def test_a_small_digit_off_centre_is_found_among_margins():
+    page = Image.new("L", (700, 700), 250)
+    page.paste(pen_digit(14).resize((120, 120), Image.LANCZOS), (520, 40))
+    similar_to_clean(photographed(page, paper=(250, 250, 250), ink=(10, 10, 10)))
+
+
+def test_jpeg_artefacts_leave_the_digit():
+    encoded = io.BytesIO()
+    photographed(pen_digit(14), ruled="ruled").save(encoded, "JPEG", quality=25)
+    similar_to_clean(Image.open(encoded))

@@ -36,7 +36,7 @@ def test_a_recipe_file_holds_only_what_differs():
     assert {**strong, "augment": None} == {**handwriting, "augment": None}
     assert {key for key in handwriting["augment"]
             if handwriting["augment"][key] != strong["augment"][key]} == {
-        "thickness", "elastic", "blur", "contrast"}
+        "thickness", "elastic", "blur"}
     written = yaml.safe_load((ROOT / "conf/recipe/handwriting.yaml").read_text())
     assert written["defaults"] == ["strong"] and set(written["train"]) == {"augment"}
     assert seed == yaml.safe_load((ROOT / "params.yaml").read_text())["train"]

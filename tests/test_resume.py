@@ -40,7 +40,7 @@ class Projects:
                                **(JAX_SLICE if backend == "jax" else SLICE))
             if backend == "jax":
                 env.update(self.jax_env)
-            run(["dvc", "repro", "preprocess", "ood"], project, env)
+            run(["dvc", "repro", "preprocess", "ood", "mnist_c"], project, env)
             self.prepared[kind] = project, env
         project, env = self.prepared[kind]
         shutil.copytree(project, destination, symlinks=True)

@@ -6,8 +6,13 @@ import pandas as pd
 
 OOD_DIR = Path("data/ood")
 LABELS_FILE = "labels.csv"
+# The two parts of the drawn digits, which share no source digit: thresholds and recipe choices
+# are made on the tuning part, scores are reported on the reporting part.
+PARTS = ("tuning", "reporting")
 
 
-def read_labels(folder=OOD_DIR):
-    """labels.csv as a table: file, digit, size, polarity, trouble."""
-    return pd.read_csv(Path(folder) / LABELS_FILE)
+def read_labels(folder=OOD_DIR, part=None):
+    """labels.csv as a table (file, part, draw, source, digit, size, polarity, condition), all of
+    it or one part's rows."""
+    drawn = pd.read_csv(Path(folder) / LABELS_FILE)
+    return drawn if part is None else drawn[drawn["part"] == part].reset_index(drop=True)

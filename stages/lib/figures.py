@@ -16,13 +16,14 @@ def save(figure, path):
 
 
 def digit_grid(images, titles, title_colors):
-    """The tutorial's picture: a square grid of digits, gray_r, no axes, a title on each."""
+    """The tutorial's picture: a square grid of uint8 digits, gray_r, no axes, a title on each.
+    The gray scale is fixed, 0 white to 255 black, so that a faint or brightened digit shows so."""
     side = max(1, math.ceil(len(titles) ** 0.5))
     figure, axes = plt.subplots(side, side, figsize=(1.2 * side, 1.4 * side), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(titles):
-            axis.imshow(images[index], cmap="gray_r")
+            axis.imshow(images[index], cmap="gray_r", vmin=0, vmax=255)
             axis.set_title(titles[index], fontsize=8, color=title_colors[index])
     figure.tight_layout()
     return figure

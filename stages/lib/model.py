@@ -130,21 +130,23 @@ def affine_rows(angle, scale, shift_x, shift_y, height, width):
 @keras.saving.register_keras_serializable(package="mnist_dvc")
 class RandomInk(keras.layers.Layer):
     """Draws each training digit as another pen, scanner or camera would: thicker or thinner
-    strokes, an elastic wobble, blur and fainter ink, each by a random amount per image.
+    strokes, an elastic wobble and blur, each by a random amount per image, then its ink brought
+    back to full white, as predict prepares a user's digit (stages/lib/prepare.py): the model is
+    trained on what predict feeds it.
 
     thickness (pixels, at most 1) blends the digit towards its 3x3 grey dilation or erosion;
     elastic (pixels) is the largest displacement of a smooth random field (Simard et al. 2003,
     smoothed by a Gaussian of ELASTIC_SMOOTHING pixels; Keras' own elastic_transform draws the
     x and y fields from one seed under TensorFlow, so they are equal); blur (pixels) is the
-    largest Gaussian sigma, reached by blending towards the digit blurred by it; contrast
-    (fraction) is how much fainter the ink may get. Training only; float32 like RandomAffine.
+    largest Gaussian sigma, reached by blending towards the digit blurred by it. Training only;
+    float32 like RandomAffine.
     """
 
     ELASTIC_SMOOTHING = 4.0
 
-    def __init__(self, thickness=0.0, elastic=0.0, blur=0.0, contrast=0.0, seed=None, **kwargs):
+    def __init__(self, thickness=0.0, elastic=0.0, blur=0.0, seed=None, **kwargs):
         super().__init__(**{"dtype": "float32", **kwargs})
-        self.thickness, self.elastic, self.blur, self.contrast = thickness, elastic, blur, contrast
+        self.thickness, self.elastic, self.blur = thickness, elastic, blur
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -168,9 +170,8 @@ class RandomInk(keras.layers.Layer):
         if self.blur:
             blurred = gaussian_blurred(images, self.blur)
             images = images + uniform(0, 1) * (blurred - images)
-        if self.contrast:
-            images = images * uniform(1 - self.contrast, 1)
-        return images
+        strongest = ops.max(images, axis=(1, 2, 3), keepdims=True)
+        return images / ops.maximum(strongest, 1e-6)
 
     def field(self, batch, height, width):
         """Per image, a smooth random displacement (rows, columns) in pixels, scaled so that its
@@ -192,7 +193,7 @@ class RandomInk(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "thickness": self.thickness, "elastic": self.elastic,
-                "blur": self.blur, "contrast": self.contrast, "seed": self.seed}
+                "blur": self.blur, "seed": self.seed}
 
 
 def bilinear(images, rows, columns):
@@ -223,7 +224,7 @@ def gaussian_blurred(images, sigma):
 
 
 AFFINE_KEYS = ("rotation", "shift", "zoom")
-INK_KEYS = ("thickness", "elastic", "blur", "contrast")
+INK_KEYS = ("thickness", "elastic", "blur")
 
 
 def augmentation_layers(augment):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from stages.lib.params import read
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("fetch", "preprocess", "ood", "train", "evaluate", "plot", "report")
+STAGES = ("fetch", "preprocess", "ood", "mnist_c", "train", "evaluate", "plot", "report")
 DEFAULTS_PATH = ROOT / "conf/config.yaml"
 REFERENCE_PATH = ROOT / "docs/parameters.md"
 SCHEMA_PATH = ROOT / "conf/params.schema.json"
