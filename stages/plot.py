@@ -87,9 +87,11 @@ def mnist_c_bars(predictions):
     save_figure(figure, "mnist_c.png")
 
 
-def mnist_c_examples(test_images, index):
-    """One test digit as it is, then under each corruption."""
-    _, corrupted = load_corrupted()
+def mnist_c_examples(test_images, rng):
+    """One test digit as it is, then under each corruption (mnist_c.count may have corrupted
+    only the first test digits)."""
+    labels, corrupted = load_corrupted()
+    index = int(rng.integers(len(labels)))
     images = [test_images[index], *(images[index] for images in corrupted.values())]
     titles = ["no corruption", *corrupted]
     save_figure(digit_grid(images, titles, ["black"] * len(titles)), "mnist_c_examples.png")
@@ -136,7 +138,7 @@ def main():
     save_figure(training_curves(), "training_curves.png")
     confusion_heatmap(predictions)
     mnist_c_bars(predictions)
-    mnist_c_examples(test_images, int(rng.integers(len(test_images))))
+    mnist_c_examples(test_images, rng)
 
 
 if __name__ == "__main__":
