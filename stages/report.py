@@ -44,6 +44,11 @@ def headline(metrics, tutorial):
     return table.to_markdown(floatfmt=".4f")
 
 
+def ood_score(ood):
+    return (f"Accuracy {ood['accuracy']:.4f} (lowest draw {ood['lowest_draw']:.4f}, highest "
+            f"{ood['highest_draw']:.4f}; loss {ood['loss']:.4f})")
+
+
 def ood_conditions():
     """The out-of-distribution accuracy by how the digits were drawn."""
     drawn = pd.read_csv(REPORTS_DIR / "eval/ood.csv")
@@ -110,9 +115,7 @@ Misclassified test digits: {metrics['test_misclassified']}; macro F1: {metrics['
 
 ## Digits that are not MNIST
 
-Accuracy {metrics['ood']['accuracy']:.4f} (lowest draw {metrics['ood']['lowest_draw']:.4f},
-highest {metrics['ood']['highest_draw']:.4f}; loss {metrics['ood']['loss']:.4f}) on the reporting
-part of the UCI handwritten digits that scikit-learn ships, drawn as users' files: scans of several
+{ood_score(metrics['ood'])} on the reporting part of the UCI handwritten digits that scikit-learn ships, drawn as users' files: scans of several
 sizes, dark on light or light on dark, some blurred, faint or noisy, and phone photos on ruled or
 squared paper, under a lamp, in coloured ink, small and off centre, as JPEG (`stages/ood.py`), each
 prepared by predict's own code (`stages/lib/prepare.py`). No threshold was tuned on this part

@@ -20,8 +20,8 @@ from tests.conftest import ROOT, clone, run, run_capturing, stages_run
 pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-VEGA_PLOTS = 6  # loss, accuracy, seconds each epoch, confusion matrix, errors of each digit,
-# out-of-distribution accuracy by how the digits were drawn
+VEGA_PLOTS = 7  # loss, accuracy, seconds each epoch, confusion matrix, errors of each digit,
+# out-of-distribution accuracy by how the digits were drawn, accuracy under each MNIST-C corruption
 
 
 def at(project, env, revision, path):
@@ -41,7 +41,13 @@ def test_pipeline_writes_a_reports_readme_that_matches_its_metrics(history):
         accuracy = metrics["test"]["accuracy"]
         assert re.search(rf"\| test accuracy\s+\|\s+{accuracy:.4f} \|\s+0\.9930 \|", page)
         assert f"Misclassified test digits: {metrics['test_misclassified']};" in page
-        assert f"Accuracy {metrics['ood']['accuracy']:.4f} (loss {metrics['ood']['loss']:.4f})" in page
+        ood = metrics["ood"]
+        assert (f"Accuracy {ood['accuracy']:.4f} (lowest draw {ood['lowest_draw']:.4f}, highest "
+                f"{ood['highest_draw']:.4f}; loss {ood['loss']:.4f})") in page
+        assert f"Mean accuracy {metrics['mnist_c']['mean_accuracy']:.4f} over" in page
+        corrupted = pd.read_csv(io.StringIO(at(project, env, revision, "reports/eval/mnist_c.csv")))
+        for row in corrupted.itertuples():
+            assert re.search(rf"\|\s+{row.corruption}\s+\|\s+{row.accuracy:.4f} \|", page)
         drawn = pd.read_csv(io.StringIO(at(project, env, revision, "reports/eval/ood.csv")))
         for row in drawn.itertuples():
             assert re.search(rf"\|\s+{row.drawn_by}\s+\|\s+{row.value}\s+\|\s+{row.images} \|"
