@@ -45,6 +45,18 @@ def test_every_relative_link_and_image_resolves(page):
         assert path.exists(), f"{page_id(page)} links to {target}, which does not exist"
 
 
+RELATIVE_PATH = re.compile(r"(?<![\w/.])(?:\.\./)+[\w.\-/]*")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_no_path_leads_outside_the_repository(page):
+    """A reader's clone holds nothing beside it: every ../ path a page names, in a link or in
+    the text, stays inside the repository."""
+    for target in RELATIVE_PATH.findall(page.read_text()):
+        path = (page.parent / target).resolve()
+        assert path.is_relative_to(ROOT), f"{page_id(page)} names {target}, outside the repository"
+
+
 def test_every_docs_page_is_in_the_readmes_table():
     readme = (ROOT / "README.md").read_text()
     for page in (ROOT / "docs").glob("*.md"):
