@@ -104,8 +104,9 @@ def ruling(size, box, squared, rng):
 
 
 def lamp(size, rng):
-    """A desk lamp's light over the page: brightest at a point off the page's centre, falling
-    to 35-60% of that across it, as a multiplier of each pixel."""
+    """A desk lamp's light over the page, as a multiplier of each pixel: brightest at a point on
+    or near the page, falling linearly with the distance from it, by 40-65% at the length of the
+    page's diagonal."""
     rows, columns = np.mgrid[0:size, 0:size] / size
     row, column = rng.uniform(-0.3, 1.3, size=2)
     distance = np.hypot(rows - row, columns - column) / np.sqrt(2)

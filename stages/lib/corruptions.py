@@ -13,13 +13,14 @@ is. Where this differs from the benchmark's own code (docs/robustness.md):
 """
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, shift
 from skimage.feature import canny
 from skimage.transform import AffineTransform, warp
 from skimage.util import random_noise
 
 SIDE = 28
 CENTRE = (SIDE - 1) / 2  # the geometric corruptions keep this point where it is
+ROWS, COLUMNS = np.mgrid[0:SIDE, 0:SIDE].astype(np.float64)  # each pixel's coordinates
 
 SHOT_NOISE_PHOTONS = 3  # photons a pixel at full ink catches on average
 IMPULSE_NOISE_AMOUNT = 0.17  # fraction of pixels set to black or white
@@ -103,8 +104,8 @@ def warped_about_centre(images, matrices):
     pixel, with the matrix applied about CENTRE so that the centre stays put."""
     out = np.empty_like(images, dtype=np.float64)
     for index, (image, matrix) in enumerate(zip(images, matrices)):
-        shift = CENTRE - matrix @ np.array([CENTRE, CENTRE])
-        affine = np.vstack([np.column_stack([matrix, shift]), [0, 0, 1]])
+        offset = CENTRE - matrix @ np.array([CENTRE, CENTRE])
+        affine = np.vstack([np.column_stack([matrix, offset]), [0, 0, 1]])
         out[index] = warp(image, AffineTransform(matrix=affine), order=1, mode="constant")
     return np.clip(out, 0, 1)
 
@@ -142,12 +143,8 @@ def brightness(images, rng):
 def translate(images, rng):
     """Moved TRANSLATE pixels along each axis, each direction drawn; what leaves is lost."""
     shifts = TRANSLATE * signs(rng, (len(images), 2))
-    out = np.zeros_like(images, dtype=np.float64)
-    for index, (image, (columns, rows)) in enumerate(zip(images, shifts.astype(int))):
-        out[index] = np.roll(image, (rows, columns), axis=(0, 1))
-        out[index, (slice(None, rows) if rows > 0 else slice(SIDE + rows, None)), :] = 0
-        out[index, :, (slice(None, columns) if columns > 0 else slice(SIDE + columns, None))] = 0
-    return out
+    return np.stack([shift(image, (rows, columns), order=0, mode="constant")
+                     for image, (columns, rows) in zip(images, shifts)])
 
 
 def stripe(images, rng):
@@ -216,11 +213,10 @@ def line_intensity(start, end):
     if last_column == first_column:
         return np.zeros((SIDE, SIDE))
     slope = (last_row - first_row) / (last_column - first_column)
-    rows, columns = np.mgrid[0:SIDE, 0:SIDE].astype(np.float64)
-    distance = np.minimum(np.abs(rows - (first_row + slope * (columns - first_column))),
+    distance = np.minimum(np.abs(ROWS - (first_row + slope * (COLUMNS - first_column))),
                           LINE_REACH - 1e-10)
     stroke = np.clip(1 + np.log(1 - distance / LINE_REACH), 0, 1)
-    outside = (columns < np.floor(first_column)) | (columns >= np.ceil(last_column))
+    outside = (COLUMNS < np.floor(first_column)) | (COLUMNS >= np.ceil(last_column))
     return np.where(outside, 0.0, stroke)
 
 
