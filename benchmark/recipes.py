@@ -6,7 +6,7 @@ from pathlib import Path
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def recipe_params(name="seed", overrides=(), conf=CONF):
+def recipe_params(name="tutorial", overrides=(), conf=CONF):
     """params.yaml's values for recipe `name` with further `key=value` overrides, without the
     stamp (conf/hydra_plugins)."""
     from hydra import compose, initialize_config_dir

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FLOP_PER_TRAINING_IMAGE = 130e6  # forward and backward pass of the seed CNN
+FLOP_PER_TRAINING_IMAGE = 130e6  # forward and backward pass of the tutorial's CNN
 PEAK_RSS = "import resource, runpy, sys; sys.argv = ['x']; runpy.run_module('stages.train', run_name='__main__'); print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
 
 

@@ -233,7 +233,7 @@ OOD_DIGITS = 22  # of each part in each draw: every way of drawing twice
 MNIST_C_DIGITS = 100  # of the test digits, under each corruption
 
 
-def make_project(destination, mirror, md5s, recipe="seed", **params):
+def make_project(destination, mirror, md5s, recipe="tutorial", **params):
     """A fresh git repository holding the project, its defaults (conf/config.yaml) changed by
     `params`, and params.yaml composed from them with a recipe of conf/recipe/; returns its env."""
     copy_project(destination)

@@ -77,7 +77,7 @@ def test_experiment_lines_set_keys_the_schema_accepts(page):
         for sweep in get_hydra_sweeps({"params.yaml": overrides}):
             chosen = sweep["params.yaml"]
             recipe = next((value.split("=", 1)[1] for value in chosen
-                           if value.startswith("recipe=")), "seed")
+                           if value.startswith("recipe=")), "tutorial")
             values = recipe_params(recipe, [value for value in chosen
                                             if not value.startswith("recipe=")])
             for section, model in reference.stage_models():

@@ -17,7 +17,7 @@ RECIPES = sorted(path.stem for path in (ROOT / "conf/recipe").glob("*.yaml"))
 
 
 def test_the_recipes_are_files():
-    assert RECIPES == ["handwriting", "seed", "strong"]
+    assert RECIPES == ["handwriting", "strong", "tutorial"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -30,8 +30,8 @@ def test_every_recipe_gives_params_every_stage_accepts(recipe):
 
 def test_a_recipe_file_holds_only_what_differs():
     """strong changes the defaults; handwriting adds to strong only its ink augmentation."""
-    seed, strong, handwriting = (recipe_params(name)["train"]
-                                 for name in ("seed", "strong", "handwriting"))
+    tutorial, strong, handwriting = (recipe_params(name)["train"]
+                                     for name in ("tutorial", "strong", "handwriting"))
     assert strong["optimizer"]["name"] == "adam" and strong["model"]["batch_norm"] is True
     assert {**strong, "augment": None} == {**handwriting, "augment": None}
     assert {key for key in handwriting["augment"]
@@ -39,7 +39,7 @@ def test_a_recipe_file_holds_only_what_differs():
         "thickness", "elastic", "blur"}
     written = yaml.safe_load((ROOT / "conf/recipe/handwriting.yaml").read_text())
     assert written["defaults"] == ["strong"] and set(written["train"]) == {"augment"}
-    assert seed == yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    assert tutorial == yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
 
 
 def test_committed_params_yaml_is_the_composition_of_conf(tmp_path):
@@ -69,7 +69,7 @@ def test_recipes_by_name_and_hand_edits_in_a_real_repository(tmp_path, tiny_mirr
                                                  "plot.grid_size": 16})
 
     assert dvc_failing(["exp", "run", "-S", "recipe=strongest"], project, env) == [
-        "recipe=strongest: no such recipe; the recipes are handwriting, seed, strong (conf/recipe/)"]
+        "recipe=strongest: no such recipe; the recipes are handwriting, strong, tutorial (conf/recipe/)"]
 
     # A hand edit: `dvc repro` runs it as written; `dvc exp run` refuses to drop it.
     set_params(project, **{"train.batch_size": 50})

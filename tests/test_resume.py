@@ -16,8 +16,9 @@ from tests.conftest import make_project, run, set_params, stages_run
 pytestmark = pytest.mark.slow
 
 SLICE = {"preprocess.train_limit": 3000, "train.epochs": 2, "plot.grid_size": 16}
-# JAX trains several times slower than TensorFlow on a CPU: a smaller slice, whole batches of the
-# handwriting line's 64 (a last, smaller batch would compile the training step a second time).
+# JAX trains 6 to 10 times slower than TensorFlow on a CPU (docs/backends.md): a smaller slice,
+# whole batches of the handwriting recipe's 64 (a last, smaller batch would compile the
+# training step a second time).
 JAX_SLICE = {**SLICE, "preprocess.train_limit": 960, "train.backend": "jax"}
 
 
@@ -30,8 +31,8 @@ class Projects:
         self.prepared, self.uninterrupted = {}, {}
 
     def copy(self, kind, destination):
-        """(path, env) of a fresh copy of the prepared project of a kind: seed, handwriting (the
-        line with every augmentation and batch normalization) or handwriting-jax (on JAX,
+        """(path, env) of a fresh copy of the prepared project of a kind: tutorial, handwriting (the
+        recipe with every augmentation and batch normalization) or handwriting-jax (on JAX,
         without TensorFlow)."""
         if kind not in self.prepared:
             project = self.folder / kind
@@ -105,7 +106,7 @@ def interrupt_after_first_epoch(project, env, signum, sigint_ignored=False):
 )
 def test_a_signal_stops_training_with_its_last_epoch_saved(projects, tmp_path, signum,
                                                           sigint_ignored):
-    project, env = projects.copy("seed", tmp_path / "project")
+    project, env = projects.copy("tutorial", tmp_path / "project")
     output = interrupt_after_first_epoch(project, env, signum, sigint_ignored)
     assert "train: interrupted after 1 of 2 epochs; `dvc repro` resumes from there" in output
 
@@ -118,9 +119,9 @@ REPORTS = ["reports/metrics.json", "reports/eval/per_class.csv", "reports/traini
 # byte-identical to the uninterrupted one: this also shows that the same params give the same
 # metrics in separate processes. SIGKILL leaves no chance to stop cleanly; SIGINT on JAX stops
 # inside JAX's own training loop.
-@pytest.mark.parametrize(("kind", "signum"), [("seed", signal.SIGKILL),
-                                              ("handwriting", signal.SIGKILL),
-                                              ("handwriting-jax", signal.SIGINT)],
+@pytest.mark.parametrize(("kind", "signum"), [("tutorial", signal.SIGKILL),
+                                                  ("handwriting", signal.SIGKILL),
+                                                  ("handwriting-jax", signal.SIGINT)],
                          ids=["SIGKILL", "handwriting-SIGKILL", "handwriting-jax-SIGINT"])
 def test_killed_training_resumes_to_the_uninterrupted_result(projects, tmp_path, kind, signum):
     project, env = projects.copy(kind, tmp_path / "project")
@@ -141,7 +142,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(projects, tmp_path,
 
 
 def test_changed_params_discard_the_resume_state(projects, tmp_path):
-    project, env = projects.copy("seed", tmp_path / "project")
+    project, env = projects.copy("tutorial", tmp_path / "project")
     interrupt_after_first_epoch(project, env, signal.SIGTERM)
 
     set_params(project, **{"train.optimizer.learning_rate": 0.5})

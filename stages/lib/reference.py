@@ -98,7 +98,7 @@ def reference():
     return "\n".join([
         "# Parameters",
         "",
-        "Every key of `params.yaml`, its default (`conf/config.yaml`, the seed recipe), what the "
+        "Every key of `params.yaml`, its default (`conf/config.yaml`, the tutorial recipe), what the "
         "stage's model accepts and what it means. Written by `python -m stages.lib.reference` from "
         "the `Params` model of each `stages/<stage>.py`, with the JSON Schema "
         "`conf/params.schema.json` that editors check the files against; a test fails when "
