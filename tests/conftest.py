@@ -21,13 +21,47 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     """Tests that build or load models in this process do so on TensorFlow, as a command that
     starts with stages.lib.backend.use("tensorflow") would. The commands that tests start choose
-    their own, as from a user's shell: KERAS_BACKEND is not passed on to them."""
+    their own, as from a user's shell: KERAS_BACKEND is not passed on to them. pytest-xdist's
+    controller runs no test, so it skips the 6 s of importing TensorFlow."""
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
     from stages.lib import backend
 
     backend.use("tensorflow", verbose=True)
     import keras  # noqa: F401 (reads KERAS_BACKEND now, once)
 
     del os.environ["KERAS_BACKEND"]
+# pytest-xdist: tests that share an expensive module or session fixture run in one worker, which
+# builds it once (SHARED_FIXTURE: module -> group); every other test is scheduled on its own.
+# Those groups start first, then the other slow tests, so that the workers finish together.
+SHARED_FIXTURE = {"test_team.py": "history", "test_review.py": "history",  # conftest's history
+                  "test_sweep.py": "sweep", "test_predict.py": "trained"}
+
+
+def worker_group(nodeid):
+    return SHARED_FIXTURE.get(Path(nodeid.split("::", 1)[0]).name, nodeid)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        if worker_group(item.nodeid) != item.nodeid:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: in collection order within a rank
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep pytest_collection_modifyitems' order
+    return SharedFixtureScheduling(config, log)
+
+
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -66,9 +100,15 @@ def synthetic_digits(count, seed):
 
 
 def write_mirror(folder, train_count=300, test_count=100):
-    """A folder laid out like an MNIST mirror; returns the MD5 table of its decompressed content."""
-    train_images, train_labels = synthetic_digits(train_count, seed=1)
-    test_images, test_labels = synthetic_digits(test_count, seed=2)
+    """A folder laid out like an MNIST mirror of synthetic digits; returns the MD5 table of its
+    decompressed content."""
+    return write_digits(folder, synthetic_digits(train_count, seed=1),
+                        synthetic_digits(test_count, seed=2))
+
+
+def write_digits(folder, train, test):
+    """A mirror of these (images, labels) pairs; returns the MD5 table of its content."""
+    (train_images, train_labels), (test_images, test_labels) = train, test
     contents = {
         MNIST_FILES["train_images"]: idx_bytes(train_images, 2051),
         MNIST_FILES["train_labels"]: idx_bytes(train_labels, 2049),
@@ -149,11 +189,18 @@ def tiny_mirror(tmp_path):
 
 @pytest.fixture(scope="session")
 def mnist_mirror(tmp_path_factory):
-    """(folder, md5 table) of real MNIST when shared/ is beside the checkout, else synthetic."""
-    if SHARED_MNIST.is_dir():
-        return SHARED_MNIST, yaml.safe_load((ROOT / MNIST_SOURCES).read_text())["files"]
+    """(folder, md5 table) of a mirror of real MNIST's first 6,000 training and 1,000 test digits
+    when shared/ is beside the checkout (what the tests need, parsed and scored in a fraction of
+    the time), else of 3,000 and 500 synthetic ones."""
+    from stages.lib.idx import read_pair
+
     folder = tmp_path_factory.mktemp("mirror")
-    return folder, write_mirror(folder, train_count=3000, test_count=500)
+    if not SHARED_MNIST.is_dir():
+        return folder, write_mirror(folder, train_count=3000, test_count=500)
+    train, test = (read_pair(SHARED_MNIST / MNIST_FILES[f"{part}_images"],
+                             SHARED_MNIST / MNIST_FILES[f"{part}_labels"]) for part in ("train", "test"))
+    return folder, write_digits(folder, (train[0][:6000], train[1][:6000]),
+                                (test[0][:1000], test[1][:1000]))
 
 
 HIDE_TENSORFLOW = """import sys
@@ -285,6 +332,16 @@ def history(tmp_path_factory):
         run(["git", "commit", "-qm", f"learning rate {learning_rate}"], project, env)
         revisions.append(run(["git", "rev-parse", "HEAD"], project, env).strip())
     return project, env, *revisions
+
+
+def model_md5_in(lock_text):
+    """The MD5 that a dvc.lock's text records for the trained model."""
+    outs = yaml.safe_load(lock_text)["stages"]["train"]["outs"]
+    return next(out["md5"] for out in outs if out["path"] == "data/model/model.keras")
+
+
+def file_md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def clone(history, destination):

@@ -112,29 +112,30 @@ def test_replicas_draw_their_own_dropout_and_share_batch_statistics():
     assert step["moving_means"] == pytest.approx([expected, expected], rel=1e-5)
 
 
+def training_log(project, metric="loss"):
+    """Each epoch's running `metric` over the training batches, as DVCLive logged it."""
+    log = pd.read_csv(project / f"data/train_log/plots/metrics/training_batches/{metric}.tsv",
+                      sep="\t")
+    return log[metric].tolist()
+
+
 def trained(project, env, command):
     output = run(command, project, env)
-    run([sys.executable, "-m", "stages.evaluate"], project, env)
-    log = pd.read_csv(project / "reports/training/accuracy.csv")
-    losses = pd.read_csv(project / "reports/training/loss.csv")
-    metrics = json.loads((project / "reports/metrics.json").read_text())
-    return output, log["accuracy"].tolist(), losses["loss"].tolist(), metrics
+    return output, training_log(project, "accuracy"), training_log(project, "loss")
 
 
 @pytest.mark.slow
 def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
     project = tmp_path / "project"
     env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": 3000, "train.epochs": 2})
-    run(["dvc", "repro", "preprocess", "ood", "mnist_c"], project, env)
+    run(["dvc", "repro", "preprocess"], project, env)
 
-    _, single_accuracy, single_loss, single = trained(
-        project, env, [sys.executable, "-m", "stages.train"])
+    _, single_accuracy, single_loss = trained(project, env, [sys.executable, "-m", "stages.train"])
     set_params(project, **{"train.distribute": "mirrored"})
-    output, accuracy, loss, mirrored = trained(
-        project, env, [sys.executable, "-c", TRAIN_ON_TWO_CPU_DEVICES])
+    output, accuracy, loss = trained(project, env, [sys.executable, "-c", TRAIN_ON_TWO_CPU_DEVICES])
 
     assert "train: mirrored across 2 replicas" in output
-    run_record = json.loads((project / "reports/training/metrics.json").read_text())["run"]
+    run_record = json.loads((project / "data/train_log/metrics.json").read_text())["run"]
     assert run_record["distribute"] == {"requested": "mirrored", "replicas": 2}
     # Each replica's step gets half of each batch of 100, as many batches each (TensorFlow runs
     # the spy's Python asynchronously, so the count is checked per replica, not per step).
@@ -145,13 +146,6 @@ def test_mirrored_training_matches_single_device(tmp_path, mnist_mirror):
     assert all(0 < value <= 1 for value in accuracy)
     assert abs(loss[-1] - single_loss[-1]) < 0.3 * single_loss[-1]
     assert abs(accuracy[-1] - single_accuracy[-1]) < 0.03
-    assert abs(mirrored["test"]["accuracy"] - single["test"]["accuracy"]) < 0.03
-
-
-def training_log(project):
-    """Each epoch's running loss over the training batches, as DVCLive logged it."""
-    log = pd.read_csv(project / "data/train_log/plots/metrics/training_batches/loss.tsv", sep="\t")
-    return log["loss"].tolist()
 
 
 @pytest.mark.slow
@@ -164,7 +158,7 @@ def test_jax_data_parallel_matches_single_device(tmp_path, tiny_mirror, jax_env)
         "train.backend": "jax", "train.epochs": 2, "preprocess.train_limit": 256,
     })
     env.update(jax_env)
-    run(["dvc", "repro", "preprocess", "ood", "mnist_c"], project, env)
+    run(["dvc", "repro", "preprocess"], project, env)
 
     run([sys.executable, "-m", "stages.train"], project, env)
     single = training_log(project)

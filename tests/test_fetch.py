@@ -12,6 +12,8 @@ import yaml
 from tests.conftest import MNIST_FILES, MNIST_SOURCES, run_stage, write_mnist_sources
 
 TRAIN_IMAGES = MNIST_FILES["train_images"]
+TIMEOUT = 0.5  # fetch.timeout in these tests, in seconds
+STALL_SECONDS = 5
 
 
 class MirrorHandler(SimpleHTTPRequestHandler):
@@ -21,9 +23,12 @@ class MirrorHandler(SimpleHTTPRequestHandler):
         mode = self.server.mode
         if mode in (404, 500):
             self.send_error(mode)
-        elif mode == "stall":
-            time.sleep(3)
+        elif mode == "stall":  # far longer than fetch.timeout
+            time.sleep(STALL_SECONDS)
             self.send_error(503)
+        elif mode == "fail-first" and self.path.endswith(TRAIN_IMAGES) and not self.server.failed:
+            self.server.failed = True  # a passing fault: the next request is served
+            self.send_error(500)
         elif mode == "close-midway":
             self.send_response(200)
             self.send_header("Content-Length", "100000")
@@ -41,8 +46,9 @@ def http_mirror(tiny_mirror):
     """Start an HTTP server for the tiny mirror; set `server.mode` to make it misbehave."""
     folder, _ = tiny_mirror
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(MirrorHandler, directory=str(folder)))
-    server.mode = "serve"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server.mode, server.failed = "serve", False
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     yield server, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
@@ -55,8 +61,9 @@ def closed_port_url():
         return f"http://127.0.0.1:{probe.getsockname()[1]}/"
 
 
-def fetch(project, md5s, mirrors, local_mirror=None):
-    (project / "params.yaml").write_text(yaml.safe_dump({"fetch": {"timeout": 1, "retries": 1}}))
+def fetch(project, md5s, mirrors, local_mirror=None, retries=0):
+    (project / "params.yaml").write_text(
+        yaml.safe_dump({"fetch": {"timeout": TIMEOUT, "retries": retries}}))
     write_mnist_sources(project, md5s, mirrors)
     env = {"MNIST_MIRROR": str(local_mirror)} if local_mirror else {"MNIST_MIRROR": ""}
     return run_stage("fetch", project, env=env, check=False)
@@ -119,6 +126,30 @@ def test_failing_http_mirror_falls_through(tmp_path, http_mirror, tiny_mirror, m
     assert_fetched(project, folder)
 
 
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_server_error_is_retried_as_often_as_retries_says(tmp_path, http_mirror, tiny_mirror,
+                                                           retries):
+    server, url = http_mirror
+    server.mode = "fail-first"
+    folder, md5s = tiny_mirror
+    result = fetch(tmp_path, md5s, [url, folder.as_uri()], retries=retries)
+    assert result.returncode == 0, result.stderr
+    assert_fetched(tmp_path, folder)
+    source = url if retries else folder.as_uri()
+    assert f"fetch: {TRAIN_IMAGES} from {source}\n" in result.stdout
+
+
+def test_a_stalled_server_is_left_after_the_timeout(tmp_path, http_mirror, tiny_mirror):
+    server, url = http_mirror
+    server.mode = "stall"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = fetch(tmp_path, tiny_mirror[1], [url], local_mirror=empty)
+    # Were the timeout ignored, the server's answer after STALL_SECONDS would be HTTP 503.
+    assert result.returncode == 1
+    assert f"{url}: TimeoutError: timed out" in result.stderr
+
+
 def test_when_every_source_fails_one_line_names_file_and_each_failure(tmp_path, tiny_mirror):
     folder, md5s = tiny_mirror
     md5s[TRAIN_IMAGES] = "0" * 32  # no source can match: as if every mirror served wrong bytes
@@ -162,7 +193,7 @@ def test_a_bad_sources_file_is_one_line_naming_the_key(tmp_path, tiny_mirror, ke
     sources = yaml.safe_load(path.read_text())
     sources[key] = value
     path.write_text(yaml.safe_dump(sources))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fetch": {"timeout": 1, "retries": 1}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fetch": {"timeout": TIMEOUT, "retries": 0}}))
     result = run_stage("fetch", tmp_path, env={"MNIST_MIRROR": str(folder)}, check=False)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

@@ -86,19 +86,7 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     set_params(project, **{"plot.seed": 7})
     assert stages_run(run(["dvc", "repro"], project, env)) == ["plot", "report"]
 
-    # Another out-of-distribution set is scored again; MNIST is not parsed again, nor the model
-    # retrained.
-    set_params(project, **{"ood.seed": 1})
-    assert stages_run(run(["dvc", "repro"], project, env)) == ["ood", "evaluate", "report"]
-    assert json.loads((project / "reports/metrics.json").read_text())["test"] == metrics["test"]
-
-    set_params(project, **{"mnist_c.seed": 1})
-    assert stages_run(run(["dvc", "repro"], project, env)) == [
-        "mnist_c", "evaluate", "plot", "report"]
-
-    set_params(project, **{"train.seed": 7})
-    assert stages_run(run(["dvc", "repro"], project, env)) == [
-        "train", "evaluate", "plot", "report"]
+    # What every other change reruns is checked against dvc status in test_reruns.py.
 
     run(["dvc", "plots", "show", "--out", "plots_page"], project, env)
     page = (project / "plots_page/index.html").read_text()
@@ -109,11 +97,11 @@ def test_xla_compiles_and_the_run_records_what_it_gave_up(tmp_path, tiny_mirror)
     project = tmp_path / "project"
     env = make_project(project, *tiny_mirror, **{"train.epochs": 1, "train.xla": True})
 
-    output, log = run_capturing(["dvc", "repro", "evaluate"], project, env)
+    output, log = run_capturing(["dvc", "repro", "train"], project, env)
 
     assert "Compiled cluster using XLA" in output + log  # TensorFlow's own word
     assert "op determinism is off" in output
-    run_record = json.loads((project / "reports/training/metrics.json").read_text())["run"]
+    run_record = json.loads((project / "data/train_log/metrics.json").read_text())["run"]
     assert run_record["xla"] == {"requested": True, "used": True}
     assert run_record["op_determinism"] is False
 
@@ -123,7 +111,7 @@ def test_validation_curves_share_the_training_curves_charts(tmp_path, tiny_mirro
     env = make_project(project, *tiny_mirror,
                        **{"train.epochs": 2, "preprocess.validation_split": 0.2})
 
-    run(["dvc", "repro"], project, env)
+    run(["dvc", "repro", "evaluate"], project, env)  # which writes the curves' files
 
     for metric in ["loss", "accuracy"]:
         curves = pd.read_csv(project / f"reports/training/{metric}.csv")

@@ -56,9 +56,7 @@ def redraw(digits, folder):
 def trained(tmp_path_factory, mnist_mirror):
     """A model trained briefly on real MNIST when shared/ has it, else on synthetic digits."""
     project = tmp_path_factory.mktemp("predict") / "project"
-    limit = 6000 if SHARED_MNIST.is_dir() else None  # the synthetic mirror holds 3,000
-    env = make_project(project, *mnist_mirror, **{"preprocess.train_limit": limit,
-                                                  "train.epochs": 2})
+    env = make_project(project, *mnist_mirror, **{"train.epochs": 2})
     run(["dvc", "repro", "train"], project, env)
     return project
 

@@ -84,8 +84,8 @@ def test_recipes_by_name_and_hand_edits_in_a_real_repository(tmp_path, tiny_mirr
 
     # Back to the composed file, then a recipe by name beside another override.
     run(["git", "checkout", "params.yaml"], project, env)
-    run(["dvc", "exp", "run", "-n", "strong-1", "-S", "recipe=strong", "-S", "train.epochs=2"],
-        project, env)
+    run(["dvc", "exp", "run", "-n", "strong-1", "-S", "recipe=strong", "-S", "train.epochs=2",
+         "train"], project, env)
     shown, _ = run_capturing(["dvc", "exp", "show", "--json"], project, env)
     experiments = {experiment["name"]: experiment
                    for baseline in json.loads(shown) for experiment in

@@ -1,15 +1,10 @@
-"""Team workflows with the real DVC: experiments, sweeps, comparisons, run cache and remotes.
+"""Team workflows with the real DVC: experiments, comparisons, run cache and remotes.
 
 The session-wide history of two trained commits (conftest.py) serves every test; each test
-works in its own clone. One
-module-wide sweep (a 2x2 grid of experiments queued on "machine A") serves the sweep and
-sharing tests.
+works in its own clone. Queued sweeps: test_sweep.py.
 """
 
-import csv
 import getpass
-import hashlib
-import io
 import json
 import shutil
 import socket
@@ -18,23 +13,22 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import VARIANT_LEARNING_RATE, clone, run, run_capturing, set_params, stages_run
+from tests.conftest import (
+    VARIANT_LEARNING_RATE,
+    clone,
+    file_md5,
+    model_md5_in,
+    run,
+    run_capturing,
+    set_params,
+    stages_run,
+)
 
 pytestmark = pytest.mark.slow
 
 def locked_model_md5(repository, revision, env):
     return model_md5_in(run(["git", "show", f"{revision}:dvc.lock"], repository, env))
-
-
-def model_md5_in(lock_text):
-    outs = yaml.safe_load(lock_text)["stages"]["train"]["outs"]
-    return next(out["md5"] for out in outs if out["path"] == "data/model/model.keras")
-
-
-def file_md5(path):
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def test_metrics_params_and_plots_diff_between_commits(history):
@@ -104,9 +98,12 @@ def test_push_then_fresh_clone_pulls_everything(history, tmp_path):
 def test_experiment_with_set_param_is_listed_with_its_metrics(history, tmp_path):
     project, env, *_ = history
     workspace = clone(history, tmp_path / "experiments")
+    # The project's cache holds the data stages' outputs: only what the change touches runs.
+    run(["dvc", "cache", "dir", "--local", str(project / ".dvc/cache")], workspace, env)
 
-    run(["dvc", "exp", "run", "-S", "train.optimizer.learning_rate=0.5", "-n", "half-lr"],
-        workspace, env)
+    output = run(["dvc", "exp", "run", "-S", "train.optimizer.learning_rate=0.5", "-n", "half-lr",
+                  "evaluate"], workspace, env)
+    assert stages_run(output) == ["train", "evaluate"]
 
     experiments = json.loads(run(["dvc", "exp", "show", "--json"], workspace, env))
     found = [
@@ -154,101 +151,6 @@ def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_pat
             rows = plots["data"][name][0]["content"]["data"]["values"]
             assert {row["rev"] for row in rows} == revisions, (command, name)
         assert "reports/figures/confusion_matrix.png" in plots["data"]
-
-
-GRID = ["-S", "train.seed=range(1,3)", "-S", "train.optimizer.learning_rate=0.5,1.0"]
-
-
-@pytest.fixture(scope="module")
-def sweep(history, tmp_path_factory):
-    """Machine A: a clone of a shared bare Git remote, with a DVC remote, that ran a 2x2 grid.
-
-    Returns (bare git remote, DVC remote, machine A's clone, env).
-    """
-    project, env, *_ = history
-    root = tmp_path_factory.mktemp("sweep")
-    origin, storage = root / "origin.git", root / "storage"
-    run(["git", "clone", "-q", "--bare", str(project), str(origin)], root, env)
-    machine_a = root / "machine-a"
-    run(["git", "clone", "-q", str(origin), str(machine_a)], root, env)
-    run(["dvc", "remote", "add", "--local", "-d", "storage", str(storage)], machine_a, env)
-
-    run(["dvc", "exp", "run", "--queue", *GRID], machine_a, env)
-    run(["dvc", "queue", "start", "--jobs", "1"], machine_a, env)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], machine_a, env)
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
-    run(["dvc", "queue", "stop", "--kill"], machine_a, env)
-    assert status.count("Success") == 4, status
-    return origin, storage, machine_a, env
-
-
-def experiments(workspace, env):
-    """{name: (params, metrics)} of every experiment `dvc exp show` lists."""
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], workspace, env))
-    found = {}
-    for commit in shown:
-        for experiment in commit.get("experiments") or []:
-            data = experiment["revs"][0]["data"]
-            found[experiment["name"]] = (
-                data["params"]["params.yaml"]["data"],
-                {path: metrics["data"] for path, metrics in data["metrics"].items()},
-            )
-    return found
-
-
-def test_queued_grid_sweep_gives_one_experiment_a_combination(sweep):
-    _, _, machine_a, env = sweep
-    found = experiments(machine_a, env)
-    grid = {(params["train"]["seed"], params["train"]["optimizer"]["learning_rate"])
-            for params, _ in found.values()}
-    assert grid == {(1, 0.5), (1, 1.0), (2, 0.5), (2, 1.0)}
-    for _, metrics in found.values():
-        assert 0 < metrics["reports/metrics.json"]["test"]["accuracy"] <= 1
-        assert metrics["reports/training/metrics.json"]["speed"]["epoch_seconds"] > 0
-
-    table = run(["dvc", "exp", "show", "--csv", "--sort-by",
-                 "reports/metrics.json:test.accuracy", "--sort-order", "desc"], machine_a, env)
-    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["typ"] != "baseline"]
-    accuracies = [float(row["test.accuracy"]) for row in rows]
-    assert len(accuracies) == 4 and accuracies == sorted(accuracies, reverse=True)
-
-
-def test_experiments_travel_between_machines_through_git_and_dvc_remotes(sweep, tmp_path):
-    origin, storage, machine_a, env = sweep
-    run(["dvc", "exp", "push", "--all-commits", "--run-cache", "origin"], machine_a, env)
-
-    machine_b = tmp_path / "machine-b"
-    run(["git", "clone", "-q", str(origin), str(machine_b)], tmp_path, env)
-    run(["dvc", "remote", "add", "--local", "-d", "storage", str(storage)], machine_b, env)
-    listed = run(["dvc", "exp", "list", "origin", "--name-only"], machine_b, env).split()
-    names = experiments(machine_a, env)
-    assert sorted(listed) == sorted(names)
-
-    chosen = listed[0]
-    run(["dvc", "exp", "pull", "--run-cache", "origin", chosen], machine_b, env)
-    pulled = experiments(machine_b, env)
-    assert set(pulled) == {chosen}
-    assert pulled[chosen] == names[chosen]  # same params, same metrics
-
-    run(["dvc", "exp", "apply", chosen], machine_b, env)
-    run(["dvc", "pull"], machine_b, env)
-    assert file_md5(machine_b / "data/model/model.keras") == model_md5_in(
-        (machine_b / "dvc.lock").read_text())
-    assert stages_run(run(["dvc", "repro"], machine_b, env)) == []
-
-    # Another of A's runs, asked for again on B: the pulled run cache restores it, no training.
-    other = next(name for name in names if name != chosen)
-    params = names[other][0]["train"]
-    output = run(["dvc", "exp", "run", "--pull",
-                  "-S", f"train.seed={params['seed']}",
-                  "-S", f"train.optimizer.learning_rate={params['optimizer']['learning_rate']}"],
-                 machine_b, env)
-    assert "Stage 'train' is cached - skipping run" in output
-    assert "train" not in stages_run(output)
 
 
 @pytest.fixture
