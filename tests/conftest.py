@@ -31,6 +31,8 @@ def pytest_configure(config):
     import keras  # noqa: F401 (reads KERAS_BACKEND now, once)
 
     del os.environ["KERAS_BACKEND"]
+
+
 # pytest-xdist: tests that share an expensive module or session fixture run in one worker, which
 # builds it once (SHARED_FIXTURE: module -> group); every other test is scheduled on its own.
 # Those groups start first, then the other slow tests, so that the workers finish together.
@@ -197,10 +199,13 @@ def mnist_mirror(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mirror")
     if not SHARED_MNIST.is_dir():
         return folder, write_mirror(folder, train_count=3000, test_count=500)
-    train, test = (read_pair(SHARED_MNIST / MNIST_FILES[f"{part}_images"],
-                             SHARED_MNIST / MNIST_FILES[f"{part}_labels"]) for part in ("train", "test"))
-    return folder, write_digits(folder, (train[0][:6000], train[1][:6000]),
-                                (test[0][:1000], test[1][:1000]))
+
+    def first(part, count):
+        images, labels = read_pair(SHARED_MNIST / MNIST_FILES[f"{part}_images"],
+                                   SHARED_MNIST / MNIST_FILES[f"{part}_labels"])
+        return images[:count], labels[:count]
+
+    return folder, write_digits(folder, first("train", 6000), first("test", 1000))
 
 
 HIDE_TENSORFLOW = """import sys

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 # Synthetic digits: resuming is about bytes, not accuracy. An epoch of 1,200 images still takes
 # over a second, so the signal sent when the first epoch is saved lands inside the second.
 TRAINING_IMAGES = 1200
-SLICE = {"train.epochs": 2, "plot.grid_size": 16}
+SLICE = {"train.epochs": 2}
 # JAX trains 6 to 10 times slower than TensorFlow on a CPU (docs/backends.md): a smaller slice,
 # whole batches of the handwriting recipe's 64 (a last, smaller batch would compile the
 # training step a second time).
