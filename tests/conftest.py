@@ -37,7 +37,8 @@ def pytest_configure(config):
 # builds it once (SHARED_FIXTURE: module -> group); every other test is scheduled on its own.
 # Those groups start first, then the other slow tests, so that the workers finish together.
 SHARED_FIXTURE = {"test_team.py": "history", "test_review.py": "history",  # conftest's history
-                  "test_sweep.py": "sweep", "test_predict.py": "trained"}
+                  "test_sweep.py": "sweep",
+                  "test_predict.py": "trained", "test_serve.py": "trained"}
 
 
 def worker_group(nodeid):
@@ -337,6 +338,16 @@ def history(tmp_path_factory):
         run(["git", "commit", "-qm", f"learning rate {learning_rate}"], project, env)
         revisions.append(run(["git", "rev-parse", "HEAD"], project, env).strip())
     return project, env, *revisions
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, mnist_mirror):
+    """A project whose model was trained briefly (2 epochs) on real MNIST when shared/ has it,
+    else on synthetic digits: for the tests of mnist-predict and mnist-serve."""
+    project = tmp_path_factory.mktemp("predict") / "project"
+    env = make_project(project, *mnist_mirror, **{"train.epochs": 2})
+    run(["dvc", "repro", "train"], project, env)
+    return project
 
 
 def model_md5_in(lock_text):

@@ -94,7 +94,7 @@ def test_commands_name_modules_and_scripts_that_exist(page):
             assert (ROOT / words[1]).is_file(), command
 
 
-@pytest.mark.parametrize("module", ["predict", "compare", "plots_offline"])
+@pytest.mark.parametrize("module", ["predict", "compare", "plots_offline", "serve"])
 def test_the_documented_commands_answer_help(module, tmp_path):
     """The commands the pages show by their options start and describe them, from any folder."""
     result = subprocess.run([sys.executable, "-m", f"stages.commands.{module}", "--help"],

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from stages.lib.model import model_inputs
 from stages.lib.prepare import INK_THRESHOLD, NOISY_PAPER, ink_map, mnist_like, paper_noise
-from tests.conftest import ROOT, SHARED_MNIST, make_project, run
+from tests.conftest import ROOT, SHARED_MNIST
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
                                  reason="needs real MNIST digits in shared/")
@@ -50,15 +50,6 @@ def redraw(digits, folder):
     for index, digit in enumerate(digits):
         image, suffix = user_like(digit, index % 5, rng)
         image.save(folder / f"digit-{index:0{width}d}.{suffix}")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, mnist_mirror):
-    """A model trained briefly on real MNIST when shared/ has it, else on synthetic digits."""
-    project = tmp_path_factory.mktemp("predict") / "project"
-    env = make_project(project, *mnist_mirror, **{"train.epochs": 2})
-    run(["dvc", "repro", "train"], project, env)
-    return project
 
 
 def predict(*args, cwd):

@@ -1,0 +1,68 @@
+"""What preparing a photo costs, by its size: the seconds and the peak memory of
+stages.lib.prepare.load_digit on a phone-like photo (a pen stroke on slightly noisy, tinted
+paper, saved as a JPEG), each size in a fresh process so that its peak is its own.
+mnist-serve's MAX_PIXELS is chosen from these figures.
+
+    python benchmark/prepare_cost.py 3 12 24
+"""
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def photo(megapixels, path):
+    width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
+    height = round(width * 3 / 4)
+    paper = Image.new("RGB", (width, height), (235, 230, 220))
+    ImageDraw.Draw(paper).line(
+        [(width * 0.4, height * 0.2), (width * 0.6, height * 0.25), (width * 0.45, height * 0.8)],
+        fill=(20, 20, 30), width=width // 60)
+    grain = np.random.default_rng(0).integers(-3, 4, (height, width, 1))
+    noisy = np.clip(np.asarray(paper).astype(np.int16) + grain, 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(path, quality=85)
+    return width, height
+
+
+def measure(path):
+    """Run in a fresh process: seconds, and the rise of peak memory in MB."""
+    sys.path.insert(0, str(ROOT))
+    from stages.lib.prepare import load_digit
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    load_digit(path)
+    seconds = time.perf_counter() - start
+    print(seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+
+
+def main():
+    if sys.argv[1:2] == ["--measure"]:
+        measure(sys.argv[2])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("megapixels", type=float, nargs="+")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        for megapixels in args.megapixels:
+            path = Path(folder) / f"{megapixels}.jpg"
+            width, height = photo(megapixels, path)
+            output = subprocess.run([sys.executable, __file__, "--measure", str(path)],
+                                    capture_output=True, text=True, check=True).stdout
+            seconds, peak_mb = map(float, output.split())
+            print(f"{width}x{height} ({width * height / 1e6:.1f} MP): {seconds:.2f} s, "
+                  f"peak memory +{peak_mb:.0f} MB ({seconds / (width * height / 1e6):.2f} s and "
+                  f"{peak_mb / (width * height / 1e6):.0f} MB a megapixel)")
+
+
+if __name__ == "__main__":
+    main()

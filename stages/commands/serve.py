@@ -1,0 +1,183 @@
+"""Draw a digit in a browser and watch the model read it: a page served on this machine.
+
+    mnist-serve [--model PATH] [--backend NAME] [--port N] [--host ADDRESS] [--verbose]
+    python -m stages.commands.serve ...          (the same, without installing)
+
+The page (serve_page.html beside this file, which loads nothing from the network) posts the
+drawing, or an uploaded photo or scan, as the body of POST /predict. The server prepares it
+with stages.lib.prepare.load_digit and answers with predict's own classify and seen_image, so a
+drawing saved as a file gets the same answer from mnist-predict. Bad input gets a 4xx answer
+with a one-line message, and the server keeps serving. Ctrl-C stops it.
+"""
+
+import argparse
+import io
+import json
+import sys
+import threading
+import warnings
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from stages.commands.predict import PROJECT_MODEL, classify, load_classifier, seen_image
+from stages.lib import backend
+from stages.lib.prepare import ImageError, load_digit
+
+PAGE = Path(__file__).with_name("serve_page.html")
+MAX_UPLOAD_BYTES = 20 * 2**20  # a phone's photo is a few megabytes
+MAX_PIXELS = 25_000_000  # a 24-megapixel camera's photo; preparing one takes about 7 s
+DISCARD_CHUNK = 2**16  # an upload over the limit is read and dropped this much at a time
+CLIENT_TIMEOUT_S = 30  # a client that stops sending mid-request frees its thread
+
+
+class RequestError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class DigitServer(ThreadingHTTPServer):
+    daemon_threads = True  # Ctrl-C does not wait for a client that keeps its connection open
+
+    def __init__(self, address, page, verbose):
+        super().__init__(address, DigitHandler)
+        self.page, self.verbose = page, verbose
+        self.model = None  # set before serving: the port is taken first, so a busy one fails fast
+        # Keras does not document a model as safe to call from several threads at once.
+        self.model_lock = threading.Lock()
+
+
+class DigitHandler(BaseHTTPRequestHandler):
+    server_version = "mnist-serve"
+    timeout = CLIENT_TIMEOUT_S
+    # A request line that cannot be parsed is answered with a status line too (by default the
+    # standard library answers it as HTTP/0.9 would: a page without status or headers).
+    default_request_version = "HTTP/1.0"
+
+    def do_GET(self):
+        if self.path in ("/", "/index.html"):
+            self.send_body(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+        elif self.path == "/predict":
+            self.send_error_json(HTTPStatus.METHOD_NOT_ALLOWED, "send the image with POST")
+        else:
+            self.send_error_json(HTTPStatus.NOT_FOUND, f"no page at {self.path}")
+
+    def do_POST(self):
+        if self.path != "/predict":
+            self.send_error_json(HTTPStatus.NOT_FOUND, f"no page at {self.path}")
+            return
+        try:
+            digit = load_digit(io.BytesIO(self.upload()), max_pixels=MAX_PIXELS)
+        except RequestError as error:
+            self.send_error_json(error.status, str(error))
+            return
+        except ImageError as error:
+            self.send_error_json(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
+            return
+        except TimeoutError:
+            self.close_connection = True
+            self.send_error_json(HTTPStatus.REQUEST_TIMEOUT, "the upload stopped arriving")
+            return
+        with self.server.model_lock:
+            answer = classify(self.server.model, [digit])[0]
+        self.send_json(HTTPStatus.OK, {**answer, "seen": seen_image(digit).tolist()})
+
+    def do_PUT(self):
+        self.send_error_json(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here")
+
+    do_DELETE = do_PATCH = do_PUT
+
+    def upload(self):
+        """The request's body, whole, or a RequestError saying what is wrong with it."""
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "the upload has no Content-Length")
+        if not declared.isdigit():
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"Content-Length {declared[:40]!r} is not a size in bytes")
+        length = int(declared)
+        if length > MAX_UPLOAD_BYTES:
+            # Read and dropped, not left unread: a browser still sending its body would see the
+            # connection reset instead of this answer.
+            self.discard(length)
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                               f"the file is {length / 2**20:.1f} MB, over the limit of "
+                               f"{MAX_UPLOAD_BYTES / 2**20:g} MB")
+        if length == 0:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the upload is empty")
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"the upload ended after {len(body)} of {length} bytes")
+        return body
+
+    def discard(self, length):
+        while length > 0:
+            chunk = self.rfile.read(min(length, DISCARD_CHUNK))
+            if not chunk:
+                return
+            length -= len(chunk)
+
+    def send_error_json(self, status, message):
+        self.send_json(status, {"error": message})
+
+    def send_json(self, status, payload):
+        self.send_body(status, json.dumps(payload), "application/json")
+
+    def send_body(self, status, text, content_type):
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Serve a page on which to draw a digit and see the model read it.")
+    parser.add_argument("--model", type=Path, default=PROJECT_MODEL,
+                        help="a .keras file (default: the pipeline's data/model/model.keras)")
+    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
+                        help="Keras' backend (default: KERAS_BACKEND, else tensorflow if installed)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log every request, and show the libraries' log lines and warnings")
+    args = parser.parse_args(argv)
+    if not args.model.is_file():
+        sys.exit(f"serve: no model at {args.model} (run `dvc repro train` or pass --model)")
+    if not args.verbose:
+        warnings.simplefilter("ignore")
+
+    try:
+        server = DigitServer((args.host, args.port), PAGE.read_text(), args.verbose)
+    except OSError as error:
+        sys.exit(f"serve: cannot listen on {args.host}:{args.port} ({error.strerror or error})")
+    try:
+        server.model = load_classifier(args.model, args.backend, args.verbose, command="serve")
+        host, port = server.server_address[:2]
+        print(f"serve: http://{host}:{port}/ reads digits with {args.model} (Ctrl-C stops)",
+              flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    print("serve: stopped", flush=True)
+    return 0
+
+
+def cli():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
