@@ -4,17 +4,21 @@ screenshot in docs/handwriting.md.
 Starts mnist-serve on a model (by default the pipeline's), opens its page in headless Chromium
 (Debian's chromium, driven by Playwright, as tests/test_serve.py does), draws each digit 0-9 with
 the mouse, --rounds times, and prints each answer and time and their median; then draws
---shot-digit and saves the page as a PNG. The model is loaded before the first digit.
+--shot-digit and saves the page as a PNG. The model is loaded before the first digit. Last, in
+this process, the server's part of an answer: preparing a drawing, and one digit through
+predict's classify (Keras' predict_on_batch) against Keras' model.predict.
 
     python benchmark/serve_page.py [--model PATH] [--rounds 3] [--screenshot docs/images/serve-page.png]
 """
 
 import argparse
+import io
 import os
 import platform
 import shutil
 import sys
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 
@@ -23,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_serve import DIGIT_STROKES, draw, start_serving  # noqa: E402
+from tests.test_serve import DIGIT_STROKES, draw, png_of, start_serving  # noqa: E402
 
 
 def cpu_name():
@@ -31,6 +35,31 @@ def cpu_name():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor()
+
+
+def median_ms(call, repeats=50):
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def server_side(model_path, drawing):
+    """Median milliseconds of the server's steps for one drawing (a PNG's bytes)."""
+    from stages.commands.predict import classify, load_classifier
+    from stages.lib.prepare import load_digit
+
+    model = load_classifier(model_path)
+    digit = load_digit(io.BytesIO(drawing))
+    return {
+        "prepare the drawing (load_digit)": median_ms(lambda: load_digit(io.BytesIO(drawing))),
+        "classify (predict_on_batch)": median_ms(lambda: classify(model, [digit])),
+        "Keras' model.predict, for comparison": median_ms(
+            lambda: model.predict(digit[None, ..., None], verbose=0)),
+    }
 
 
 def main():
@@ -66,7 +95,7 @@ def main():
 
             shot = browser.new_page(viewport={"width": 760, "height": 500})
             shot.goto(address)
-            draw(shot, args.shot_digit)
+            drawing = png_of(draw(shot, args.shot_digit)["drawing"])
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             shot.screenshot(path=str(args.screenshot))
             browser.close()
@@ -75,6 +104,8 @@ def main():
         server.wait()
     print(f"screenshot: {args.screenshot} ({date.today()}, {cpu_name()}, "
           f"{len(os.sched_getaffinity(0))} cores)")
+    for step, milliseconds in server_side(args.model, drawing).items():
+        print(f"{step}: median {milliseconds:.2f} ms")
 
 
 if __name__ == "__main__":

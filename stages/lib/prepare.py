@@ -129,8 +129,8 @@ def mnist_like(image, denoise=True):
 
 def load_digit(source, denoise=True, max_pixels=None):
     """The digit in an image file (a path, or a file object such as a server's upload body).
-    An image of more than max_pixels is refused before it is decoded: preparing takes about 0.3 s
-    and 50 MB a megapixel (a 12-megapixel photo: 3.3 s, 614 MB, docs/handwriting.md)."""
+    An image of more than max_pixels is refused before it is decoded: preparing one costs time and
+    memory in proportion to its pixels (benchmark/prepare_cost.py measures how much)."""
     try:
         with Image.open(source) as image:
             if max_pixels is not None and image.width * image.height > max_pixels:
