@@ -37,7 +37,7 @@ def pytest_configure(config):
 # builds it once (SHARED_FIXTURE: module -> group); every other test is scheduled on its own.
 # Those groups start first, then the other slow tests, so that the workers finish together.
 SHARED_FIXTURE = {"test_team.py": "history", "test_review.py": "history",  # conftest's history
-                  "test_sweep.py": "sweep",
+                  "test_sweep.py": "sweep", "test_resume.py": "resume",
                   "test_predict.py": "trained", "test_serve.py": "trained"}
 
 
@@ -342,10 +342,10 @@ def history(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, mnist_mirror):
-    """A project whose model was trained briefly (2 epochs) on real MNIST when shared/ has it,
+    """A project whose model was trained briefly (1 epoch) on real MNIST when shared/ has it,
     else on synthetic digits: for the tests of mnist-predict and mnist-serve."""
     project = tmp_path_factory.mktemp("predict") / "project"
-    env = make_project(project, *mnist_mirror, **{"train.epochs": 2})
+    env = make_project(project, *mnist_mirror, **{"train.epochs": 1})
     run(["dvc", "repro", "train"], project, env)
     return project
 

@@ -26,8 +26,8 @@ from stages.lib.prepare import ImageError, load_digit
 
 PAGE = Path(__file__).with_name("serve_page.html")
 MAX_UPLOAD_BYTES = 20 * 2**20  # a phone's photo is a few megabytes
-# A 24-megapixel camera's photo. Preparing one takes seconds and over a gigabyte
-# (benchmark/prepare_cost.py; docs/handwriting.md).
+# Room for a 24-megapixel camera's photo, which takes seconds and over a gigabyte to prepare
+# (benchmark/prepare_cost.py): larger ones are refused before they are decoded.
 MAX_PIXELS = 25_000_000
 DISCARD_CHUNK = 2**16  # an upload over the limit is read and dropped this much at a time
 CLIENT_TIMEOUT_S = 30  # a client that stops sending mid-request frees its thread
