@@ -35,6 +35,20 @@ def image_files(paths):
             yield path
 
 
+def add_model_options(parser):
+    """--model and --backend, as mnist-predict and mnist-serve take them."""
+    parser.add_argument("--model", type=Path, default=PROJECT_MODEL,
+                        help="a .keras file (default: the pipeline's data/model/model.keras)")
+    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
+                        help="Keras' backend (default: KERAS_BACKEND, else tensorflow if installed)")
+
+
+def require_model(path, command):
+    """End `command` with one line when there is no model file, before any slow start-up."""
+    if not path.is_file():
+        sys.exit(f"{command}: no model at {path} (run `dvc repro train` or pass --model)")
+
+
 def load_classifier(path, backend_name=None, verbose=False, command="predict"):
     """The model at path, loaded on the backend named (else the default one) and ready to answer
     at once; a file that is not a model this project can load ends `command` with one line."""
@@ -81,18 +95,14 @@ def seen_image(digit):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Classify handwritten digit images.")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--model", type=Path, default=PROJECT_MODEL,
-                        help="a .keras file (default: the pipeline's data/model/model.keras)")
-    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
-                        help="Keras' backend (default: KERAS_BACKEND, else tensorflow if installed)")
+    add_model_options(parser)
     parser.add_argument("--verbose", action="store_true",
                         help="show the libraries' log lines and warnings")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
     parser.add_argument("--save-preprocessed", type=Path, metavar="DIR",
                         help="write the 28x28 image the model saw, for each input")
     args = parser.parse_args(argv)
-    if not args.model.is_file():
-        sys.exit(f"predict: no model at {args.model} (run `dvc repro train` or pass --model)")
+    require_model(args.model, "predict")
     if not args.verbose:
         warnings.simplefilter("ignore")
 

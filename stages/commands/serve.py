@@ -20,8 +20,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from stages.commands.predict import PROJECT_MODEL, classify, load_classifier, seen_image
-from stages.lib import backend
+from stages.commands.predict import (
+    add_model_options,
+    classify,
+    load_classifier,
+    require_model,
+    seen_image,
+)
 from stages.lib.prepare import ImageError, load_digit
 
 PAGE = Path(__file__).with_name("serve_page.html")
@@ -144,18 +149,14 @@ class DigitHandler(BaseHTTPRequestHandler):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Serve a page on which to draw a digit and see the model read it.")
-    parser.add_argument("--model", type=Path, default=PROJECT_MODEL,
-                        help="a .keras file (default: the pipeline's data/model/model.keras)")
-    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
-                        help="Keras' backend (default: KERAS_BACKEND, else tensorflow if installed)")
+    add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="the address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
     parser.add_argument("--verbose", action="store_true",
                         help="log every request, and show the libraries' log lines and warnings")
     args = parser.parse_args(argv)
-    if not args.model.is_file():
-        sys.exit(f"serve: no model at {args.model} (run `dvc repro train` or pass --model)")
+    require_model(args.model, "serve")
     if not args.verbose:
         warnings.simplefilter("ignore")
 
