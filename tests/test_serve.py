@@ -122,9 +122,15 @@ def stroke_with(page, pointer, points):
     devtools.detach()
 
 
-def settled(page):
-    """Wait until the page shows the answer to its newest request."""
-    page.wait_for_function("document.body.dataset.answered === document.body.dataset.sent")
+def answered(page, action, *args):
+    """Call action(*args), which makes the page send a request (a stroke, a click, an upload),
+    then wait until the page shows the answer to that request, not an earlier one's."""
+    before = page.evaluate("Number(document.body.dataset.sent ?? 0)")
+    action(*args)
+    page.wait_for_function("""(before) => {
+        const { sent, answered } = document.body.dataset;
+        return Number(sent) > before && answered === sent;
+    }""", arg=before)
 
 
 def draw(page, digit, pointer="mouse"):
@@ -132,8 +138,7 @@ def draw(page, digit, pointer="mouse"):
     person who watches it does; return what the page shows."""
     page.click("#clear")
     for stroke in DIGIT_STROKES[digit]:
-        stroke_with(page, pointer, pad_points(page, stroke))
-        settled(page)
+        answered(page, stroke_with, page, pointer, pad_points(page, stroke))
     return shown(page)
 
 
@@ -265,12 +270,10 @@ def test_bad_uploads_get_a_message_on_the_page_and_a_4xx_answer(served, chromium
     page.goto(served[1])
     messages = {}
     for upload in (not_an_image, oversized, too_many_pixels):
-        page.set_input_files("#upload", str(upload))
-        settled(page)
+        answered(page, page.set_input_files, "#upload", str(upload))
         messages[upload.name] = shown(page)
     page.click("#clear")
-    page.click("#read")  # an empty pad
-    settled(page)
+    answered(page, page.click, "#read")  # an empty pad
     messages["empty pad"] = shown(page)
 
     expected = {
