@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stages.commands import predict
 from tests.conftest import ROOT, SHARED_MNIST
 
-needs_chromium = pytest.mark.skipif(not shutil.which("chromium"),
-                                    reason="Chromium not installed (.ci/run installs Debian's chromium)")
+needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason=(
+    "Chromium not installed (.ci/run installs Debian's chromium)"))
 START_TIMEOUT_S = 120
 
 
@@ -191,7 +192,8 @@ def test_each_digit_drawn_with_a_mouse_is_read_right(drawn, record_property):
     readings, _ = drawn
     assert {digit: reading["digit"] for digit, reading in readings.items()} == {
         digit: str(digit) for digit in DIGIT_STROKES}
-    assert all(reading["message"] == "" and reading["status"] == 200 for reading in readings.values())
+    assert all(reading["message"] == "" and reading["status"] == 200
+               for reading in readings.values())
     # Not a bound (a loaded CI machine is slower): the figure docs/handwriting.md gives comes from
     # benchmark/serve_page.py; this records it for the run.
     median_ms = float(np.median([reading["elapsed_ms"] for reading in readings.values()]))
@@ -202,15 +204,17 @@ def test_each_digit_drawn_with_a_mouse_is_read_right(drawn, record_property):
 @pytest.mark.slow
 @needs_chromium
 def test_the_page_shows_what_mnist_predict_answers_and_sees_for_the_same_drawing(
-        drawn, trained, tmp_path):
+        drawn, trained, tmp_path, capsys, monkeypatch):
     readings, folder = drawn
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.commands.predict", "--json", "--save-preprocessed",
-         str(tmp_path / "seen"), "--model", str(trained / "data/model/model.keras"), str(folder)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    # mnist-predict's own main, in this process, where TensorFlow is loaded already (a command's
+    # process would spend 6 s importing it); the settings it makes are undone after the test.
+    monkeypatch.setitem(os.environ, "KERAS_BACKEND", "tensorflow")
+    monkeypatch.setitem(os.environ, "TF_CPP_MIN_LOG_LEVEL",
+                        os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+    assert predict.main(["--json", "--save-preprocessed", str(tmp_path / "seen"),
+                         "--model", str(trained / "data/model/model.keras"), str(folder)]) == 0
     answers = {int(re.search(r"digit-(\d)", answer["file"]).group(1)): answer
-               for answer in json.loads(result.stdout)}
+               for answer in json.loads(capsys.readouterr().out)}
     assert set(answers) == set(DIGIT_STROKES)
     for digit, answer in answers.items():
         page = readings[digit]
@@ -238,7 +242,8 @@ def test_a_pen_draws_as_the_mouse_does_and_a_finger_on_a_phone_sized_window_too(
                                  is_mobile=True, has_touch=True).new_page()
     phone.goto(served[1])
     overflow = phone.evaluate("""() => {
-        const parts = ["#pad", "#clear", "#read", ".upload", "#digit", "#top3", "#seen", "#message"];
+        const parts = ["#pad", "#clear", "#read", ".upload", "#digit", "#top3", "#seen",
+                       "#message"];
         return {
             page: document.documentElement.scrollWidth - window.innerWidth,
             parts: parts.filter((part) => {
@@ -374,7 +379,8 @@ def serve(*args, cwd):
 def test_a_missing_model_is_one_line(tmp_path):
     result = serve("--model", tmp_path / "none.keras", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr == f"serve: no model at {tmp_path / 'none.keras'} (run `dvc repro train` or pass --model)\n"
+    assert result.stderr == (f"serve: no model at {tmp_path / 'none.keras'} "
+                             "(run `dvc repro train` or pass --model)\n")
 
 
 def test_a_busy_port_is_one_line_before_the_model_is_loaded(tmp_path):

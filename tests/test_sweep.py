@@ -44,7 +44,8 @@ def sweep(tmp_path_factory):
         status = run(["dvc", "queue", "status"], machine_a, env)
         if "Queued" not in status and "Running" not in status:
             break
-        time.sleep(1)
+        # Each look is a DVC start-up (0.6 s of CPU), taken from the experiments it waits for.
+        time.sleep(5)
     run(["dvc", "queue", "stop", "--kill"], machine_a, env)
     assert status.count("Success") == 4, status
     return origin, storage, machine_a, env
