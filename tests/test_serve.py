@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 
 from stages.commands import predict
+from stages.commands.serve import CLIENT_TIMEOUT_S
 from tests.conftest import ROOT, SHARED_MNIST
 
 needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason=(
@@ -51,12 +53,18 @@ PAD_MARGIN = 0.1  # of the pad's side, left free around a drawing, as a person l
 OVERSIZED_BYTES = 50 * 2**20
 
 
+def ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_serving(model, log):
-    """mnist-serve on model, on a free port, its stderr in log: (the process, its address)."""
+    """mnist-serve on model, on a free port, its stderr in log: (the process, its address). It
+    starts with SIGINT ignored, as a command started in the background by a script does (and
+    pytest itself may be): Ctrl-C must stop it all the same."""
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "stages.commands.serve", "--model", str(model)],
-            cwd=log.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=log.parent, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=ignore_sigint,
             stdout=subprocess.PIPE, stderr=stderr, text=True)
     first_line = process.stdout.readline()  # the address once the model is loaded, or "" on exit
     address = re.search(r"http://127\.0\.0\.1:\d+/", first_line)
@@ -360,10 +368,14 @@ def test_malformed_and_refused_requests_are_4xx_and_leave_the_memory_flat(served
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_server_cleanly(served):
-    """Last in this module: it stops the module's server."""
+    """Last in this module: it stops the module's server, while a client holds a connection open
+    without sending anything, as a browser's spare connection does."""
     process, address, log = served
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 0
+    host, port = re.match(r"http://([\d.]+):(\d+)/", address).groups()
+    with socket.create_connection((host, int(port))):
+        time.sleep(0.5)  # time for the server to accept it: its thread then waits for a request
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=CLIENT_TIMEOUT_S / 3) == 0
     assert process.stdout.read() == "serve: stopped\n"
     assert "Traceback" not in log.read_text()
     with pytest.raises(ConnectionRefusedError):

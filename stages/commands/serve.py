@@ -13,6 +13,7 @@ with a one-line message, and the server keeps serving. Ctrl-C stops it.
 import argparse
 import io
 import json
+import signal
 import sys
 import threading
 import warnings
@@ -45,7 +46,9 @@ class RequestError(Exception):
 
 
 class DigitServer(ThreadingHTTPServer):
-    daemon_threads = True  # Ctrl-C does not wait for a client that keeps its connection open
+    # Ctrl-C does not wait for a client that holds a connection open without sending (a browser
+    # opens spare connections ahead of need): its thread ends with the process.
+    daemon_threads = True
 
     def __init__(self, address, page, verbose):
         super().__init__(address, DigitHandler)
@@ -160,6 +163,9 @@ def main(argv=None):
     if not args.verbose:
         warnings.simplefilter("ignore")
 
+    # Ctrl-C stops the server whatever the parent left: a process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then raises no KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server = DigitServer((args.host, args.port), PAGE.read_text(), args.verbose)
     except OSError as error:
