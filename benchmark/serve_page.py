@@ -14,7 +14,6 @@ predict's classify (Keras' predict_on_batch) against Keras' model.predict.
 import argparse
 import io
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -27,14 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stages.lib.provenance import cpu  # noqa: E402
 from tests.test_serve import DIGIT_STROKES, draw, png_of, start_serving  # noqa: E402
-
-
-def cpu_name():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def median_ms(call, repeats=50):
@@ -102,7 +95,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
-    print(f"screenshot: {args.screenshot} ({date.today()}, {cpu_name()}, "
+    print(f"screenshot: {args.screenshot} ({date.today()}, {cpu()['name']}, "
           f"{len(os.sched_getaffinity(0))} cores)")
     for step, milliseconds in server_side(args.model, drawing).items():
         print(f"{step}: median {milliseconds:.2f} ms")

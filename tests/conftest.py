@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -207,6 +208,12 @@ def mnist_mirror(tmp_path_factory):
         return images[:count], labels[:count]
 
     return folder, write_digits(folder, first("train", 6000), first("test", 1000))
+
+
+def ignore_sigint():
+    """A subprocess's preexec_fn: start as a background job of a non-interactive shell does,
+    with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 HIDE_TENSORFLOW = """import sys

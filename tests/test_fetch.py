@@ -61,9 +61,13 @@ def closed_port_url():
         return f"http://127.0.0.1:{probe.getsockname()[1]}/"
 
 
-def fetch(project, md5s, mirrors, local_mirror=None, retries=0):
+def write_fetch_params(project, retries=0):
     (project / "params.yaml").write_text(
         yaml.safe_dump({"fetch": {"timeout": TIMEOUT, "retries": retries}}))
+
+
+def fetch(project, md5s, mirrors, local_mirror=None, retries=0):
+    write_fetch_params(project, retries)
     write_mnist_sources(project, md5s, mirrors)
     env = {"MNIST_MIRROR": str(local_mirror)} if local_mirror else {"MNIST_MIRROR": ""}
     return run_stage("fetch", project, env=env, check=False)
@@ -193,7 +197,7 @@ def test_a_bad_sources_file_is_one_line_naming_the_key(tmp_path, tiny_mirror, ke
     sources = yaml.safe_load(path.read_text())
     sources[key] = value
     path.write_text(yaml.safe_dump(sources))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fetch": {"timeout": TIMEOUT, "retries": 0}}))
+    write_fetch_params(tmp_path)
     result = run_stage("fetch", tmp_path, env={"MNIST_MIRROR": str(folder)}, check=False)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

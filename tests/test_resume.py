@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project, run, set_params, stages_run, write_mirror
+from tests.conftest import ignore_sigint, make_project, run, set_params, stages_run, write_mirror
 
 pytestmark = pytest.mark.slow
 
@@ -80,10 +80,6 @@ def weights(project):
     from stages.lib.model import load_model
 
     return load_model(project / "data/model/model.keras").get_weights()
-
-
-def ignore_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def start_repro(project, env, sigint_ignored):

@@ -20,7 +20,7 @@ from PIL import Image
 
 from stages.commands import predict
 from stages.commands.serve import CLIENT_TIMEOUT_S
-from tests.conftest import ROOT, SHARED_MNIST
+from tests.conftest import ROOT, SHARED_MNIST, ignore_sigint
 
 needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason=(
     "Chromium not installed (.ci/run installs Debian's chromium)"))
@@ -51,10 +51,6 @@ DIGIT_STROKES = {
 }
 PAD_MARGIN = 0.1  # of the pad's side, left free around a drawing, as a person leaves it
 OVERSIZED_BYTES = 50 * 2**20
-
-
-def ignore_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def start_serving(model, log):
@@ -304,11 +300,15 @@ def test_bad_uploads_get_a_message_on_the_page_and_a_4xx_answer(served, chromium
     page.close()
 
 
+def host_and_port(address):
+    host, port = re.match(r"http://([\d.]+):(\d+)/", address).groups()
+    return host, int(port)
+
+
 def answer_status(address, request):
     """Send a request's bytes as they are, end the sending side, and return the answer's status
     code."""
-    host, port = re.match(r"http://([\d.]+):(\d+)/", address).groups()
-    with socket.create_connection((host, int(port)), timeout=60) as connection:
+    with socket.create_connection(host_and_port(address), timeout=60) as connection:
         connection.sendall(request)
         connection.shutdown(socket.SHUT_WR)  # a body shorter than announced ends here
         reply = b"".join(iter(lambda: connection.recv(2**16), b""))
@@ -371,8 +371,7 @@ def test_ctrl_c_stops_the_server_cleanly(served):
     """Last in this module: it stops the module's server, while a client holds a connection open
     without sending anything, as a browser's spare connection does."""
     process, address, log = served
-    host, port = re.match(r"http://([\d.]+):(\d+)/", address).groups()
-    with socket.create_connection((host, int(port))):
+    with socket.create_connection(host_and_port(address)):
         time.sleep(0.5)  # time for the server to accept it: its thread then waits for a request
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=CLIENT_TIMEOUT_S / 3) == 0
