@@ -5,6 +5,8 @@ import re
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stages.lib import params, reference
 from tests.conftest import ROOT, project_params, run_stage
@@ -48,7 +50,7 @@ BAD_PARAMS = [
     ("train", ["batch_size"], "100", "train.batch_size: must be an integer, got '100'"),
     ("train", ["optimizer", "learning_rate"], 0, "train.optimizer.learning_rate: must be > 0"),
     ("train", ["optimizer", "name"], "adamw",
-     "train.optimizer: name must be one of adadelta, adam, rmsprop, sgd, got 'adamw'"),
+     "train.optimizer.name: must be one of adadelta, adam, rmsprop, sgd, got 'adamw'"),
     ("train", ["optimizer"], {"name": "adam"}, "train.optimizer.learning_rate: missing"),
     ("train", ["optimizer"], {"learning_rate": 1.0}, "train.optimizer: must be a mapping with a name"),
     ("train", ["optimizer", "rh"], 0.9, "train.optimizer.rh: unknown key (did you mean rho?)"),
@@ -203,3 +205,96 @@ def test_the_json_schema_accepts_the_committed_files_and_refuses_a_typo():
     bad["train"]["epoch"] = 8
     with pytest.raises(jsonschema.ValidationError, match="epoch"):
         jsonschema.validate(bad, schema)
+
+
+def schema_at(schema, path, values):
+    """The JSON Schema of the value at `path` in params.yaml's `values`, read from the schema the
+    editors use (a tagged union resolved by the value's own tag)."""
+    definitions, node = schema["$defs"], schema
+    for key in path:
+        node = node["properties"][key]
+        node = definitions[node["$ref"].split("/")[-1]] if "$ref" in node else node
+        values = values[key]
+        if "discriminator" in node:
+            tag = node["discriminator"]["propertyName"]
+            node = definitions[node["discriminator"]["mapping"][values[tag]].split("/")[-1]]
+    return node
+
+
+def leaf_paths(values, path=()):
+    """Every key of params.yaml whose value is not a mapping, as a path of keys."""
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from leaf_paths(value, (*path, key))
+        else:
+            yield (*path, key)
+
+
+JSON_VALUES = {
+    "integer": st.integers(),
+    "number": st.floats(allow_nan=False, allow_infinity=False),
+    "boolean": st.booleans(),
+    "string": st.text(max_size=8),
+    "array": st.lists(st.integers(), max_size=2),
+    "object": st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    "null": st.none(),
+}
+
+
+def invalid_values(field):
+    """Values the field's schema refuses: another JSON type, or a number out of its bounds."""
+    options = field.get("anyOf", [field])
+    allowed = {option.get("type") for option in options}
+    if "number" in allowed:
+        allowed.add("integer")
+    wrong_types = [JSON_VALUES[kind] for kind in JSON_VALUES if kind not in allowed]
+    if field.get("type") == "boolean":
+        wrong_types.append(st.integers(0, 1))
+    for option in options:
+        choices = option.get("enum", [option["const"]] if "const" in option else None)
+        if choices:
+            wrong_types.append(st.text(max_size=12).filter(lambda text: text not in choices))
+        integral = option.get("type") == "integer"
+        below = option.get("minimum", option.get("exclusiveMinimum"))
+        above = option.get("maximum", option.get("exclusiveMaximum"))
+        if below is not None:
+            under = below - 1 if "minimum" in option and integral else below
+            wrong_types.append(st.integers(max_value=int(under)) if integral
+                               else st.floats(max_value=below, exclude_max="minimum" in option))
+        if above is not None:
+            over = above + 1 if "maximum" in option and integral else above
+            wrong_types.append(st.integers(min_value=int(over)) if integral
+                               else st.floats(min_value=above, exclude_min="maximum" in option,
+                                              allow_infinity=False))
+    return st.one_of(wrong_types)
+
+
+STAGE_KEYS = [path for path in leaf_paths(project_params()) if path[0] in reference.STAGES]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), path=st.sampled_from(STAGE_KEYS))
+def test_any_invalid_value_of_any_key_is_one_line_naming_it(data, path):
+    committed = project_params()
+    field = schema_at(reference.json_schema(), path, committed)
+    value = data.draw(invalid_values(field), label=".".join(path))
+    bad = copy.deepcopy(committed)
+    target = bad
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(params.ParamsError) as error:
+        check_section(bad, path[0])
+    message = str(error.value)
+    assert message.startswith(".".join(path) + ":") and "\n" not in message
+
+
+@pytest.mark.parametrize("section", [section for section in reference.STAGES
+                                     if "seed" in project_params()[section]])
+def test_every_seed_is_one_that_numpy_tensorflow_and_jax_accept(section):
+    bad = copy.deepcopy(project_params())
+    bad[section]["seed"] = 2**32  # np.random.seed and keras.utils.set_random_seed refuse it
+    with pytest.raises(params.ParamsError, match=rf"^{section}\.seed: must be <= 4294967295"):
+        check_section(bad, section)
+    bad[section]["seed"] = 2**32 - 1
+    check_section(bad, section)

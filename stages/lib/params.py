@@ -23,8 +23,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# NumPy's legacy seeding, which Keras' set_random_seed calls, takes no seed past 32 bits.
+MAX_SEED = 2**32 - 1
+
+
 def Seed(description):  # noqa: N802 (a field type, named like one)
-    return Field(ge=0, description=description)
+    return Field(ge=0, le=MAX_SEED, description=description)
 
 
 class ParamsError(ValueError):
@@ -94,8 +98,7 @@ def _problem(error):
     if kind == "literal_error":
         return f"must be one of {_choices(context['expected'])}"
     if kind == "union_tag_invalid":
-        return (f"{context['discriminator'].strip(chr(39))} must be one of "
-                f"{_choices(context['expected_tags'])}, got {context['tag']!r}")
+        return f"must be one of {_choices(context['expected_tags'])}"
     if kind == "union_tag_not_found":
         return f"must be a mapping with a {context['discriminator'].strip(chr(39))}"
     if kind == "value_error":
@@ -131,7 +134,11 @@ def one_line(error, section, values):
         close = difflib.get_close_matches(key, _known_keys(), n=1)
         return f"{where}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
     problem = _problem(error)
-    explained = error["type"] in ("union_tag_invalid", "value_error")
+    if error["type"] == "union_tag_invalid":
+        # The tag is a key of the mapping: name it, and show the value given, not its str().
+        tag = error["ctx"]["discriminator"].strip("'")
+        return f"{where}.{tag}: {problem}, got {node[tag]!r}"
+    explained = error["type"] == "value_error"
     if explained and isinstance(error["input"], (dict, list)):
         return f"{where}: {problem}"  # the message names the part of it that is wrong
     return f"{where}: {problem}, got {error['input']!r}"
