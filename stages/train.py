@@ -7,7 +7,6 @@ After each epoch the model is saved to data/resume/, so a killed run resumes whe
 The train section of params.yaml is `Params` below; Keras is imported once train.backend is set.
 """
 
-import math
 import sys
 from typing import Annotated, Literal, Optional, Union
 
@@ -198,7 +197,7 @@ def main():
     from stages.lib.atomic import atomic_path
     from stages.lib.model import build_model, compile_model, model_inputs
     from stages.lib.training import (Checkpoint, EpochSeeds, EpochTimer, StopOnSignal, fit,
-                                     training_batches)
+                                     steps_per_epoch, training_batches)
 
     gpus = parts.gpus()
     if refusal := parts.unsupported(train, gpus):
@@ -214,11 +213,12 @@ def main():
     precision = provenance.precision_policy(train["precision"], gpus)
     keras.mixed_precision.set_global_policy(precision)
 
-    steps_per_epoch = math.ceil(len(train_images) / train["batch_size"])
+    scope, replicas = parts.distribution(train["distribute"])
+    shards = replicas if parts.EQUAL_SHARDS else 1
+    steps = steps_per_epoch(len(train_images), train["batch_size"], shards)
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
     )
-    scope, replicas = parts.distribution(train["distribute"])
     if train["distribute"] != "none":
         print(f"train: {train['distribute']} across {replicas} replicas")
     # Model and fit both inside the distribution's scope: under JAX, Keras splits each batch
@@ -230,7 +230,7 @@ def main():
             print(f"train: resuming after epoch {len(history)} of {train['epochs']} "
                   f"from {checkpoint.RESUME_DIR}")
         else:
-            model, history = compile_model(build_model(train), train, steps_per_epoch), []
+            model, history = compile_model(build_model(train), train, steps), []
         # Set after loading too: a resumed model would otherwise keep the compile-time choice.
         model.jit_compile = parts.jit_compile(train["xla"])
         model.summary()
@@ -247,8 +247,8 @@ def main():
         }
         fit(model, history, train, live_dir=TRAIN_LOG_DIR, run_record=run_record,
             batches=training_batches(train_images, train_labels, train["batch_size"],
-                                     train["seed"], len(history), train["epochs"]),
-            steps_per_epoch=steps_per_epoch, validation_data=validation_data,
+                                     train["seed"], len(history), train["epochs"], shards),
+            steps_per_epoch=steps, validation_data=validation_data,
             callbacks=[stop, EpochSeeds(train["seed"]), EpochTimer(len(train_images)),
                        Checkpoint(history, run_fingerprint)])
     if stop.received:

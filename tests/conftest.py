@@ -66,13 +66,25 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedFixtureScheduling(config, log)
 
 
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
     "train_labels": "train-labels-idx1-ubyte.gz",
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+
+
+def real_mnist():
+    """The folder that MNIST_MIRROR names, as the fetch stage reads it, when it holds MNIST's four
+    files; None otherwise (unset, a URL, or a folder without them)."""
+    folder = Path(os.environ.get("MNIST_MIRROR", ""))
+    if str(folder) in ("", ".") or not all((folder / name).is_file() for name in MNIST_FILES.values()):
+        return None
+    return folder
+
+
+needs_real_mnist = pytest.mark.skipif(real_mnist() is None,
+                                      reason="needs real MNIST: set MNIST_MIRROR to its folder")
 
 
 def idx_bytes(array, magic):
@@ -194,17 +206,17 @@ def tiny_mirror(tmp_path):
 @pytest.fixture(scope="session")
 def mnist_mirror(tmp_path_factory):
     """(folder, md5 table) of a mirror of real MNIST's first 6,000 training and 1,000 test digits
-    when shared/ is beside the checkout (what the tests need, parsed and scored in a fraction of
-    the time), else of 3,000 and 500 synthetic ones."""
+    when MNIST_MIRROR names a folder of it (what the tests need, parsed and scored in a fraction
+    of the time), else of 3,000 and 500 synthetic ones."""
     from stages.lib.idx import read_pair
 
-    folder = tmp_path_factory.mktemp("mirror")
-    if not SHARED_MNIST.is_dir():
+    folder, source = tmp_path_factory.mktemp("mirror"), real_mnist()
+    if source is None:
         return folder, write_mirror(folder, train_count=3000, test_count=500)
 
     def first(part, count):
-        images, labels = read_pair(SHARED_MNIST / MNIST_FILES[f"{part}_images"],
-                                   SHARED_MNIST / MNIST_FILES[f"{part}_labels"])
+        images, labels = read_pair(source / MNIST_FILES[f"{part}_images"],
+                                   source / MNIST_FILES[f"{part}_labels"])
         return images[:count], labels[:count]
 
     return folder, write_digits(folder, first("train", 6000), first("test", 1000))
@@ -349,7 +361,7 @@ def history(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, mnist_mirror):
-    """A project whose model was trained briefly (1 epoch) on real MNIST when shared/ has it,
+    """A project whose model was trained briefly (1 epoch) on real MNIST when MNIST_MIRROR has it,
     else on synthetic digits: for the tests of mnist-predict and mnist-serve."""
     project = tmp_path_factory.mktemp("predict") / "project"
     env = make_project(project, *mnist_mirror, **{"train.epochs": 1})

@@ -3,6 +3,7 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from stages.lib import checkpoint
@@ -48,3 +49,31 @@ def test_no_state_is_no_message(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert checkpoint.load("run-a") is None
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_stopped_after_its_last_epoch_resumes_to_the_averaged_weights(tmp_path, monkeypatch):
+    from stages.lib.training import Checkpoint, fit
+
+    monkeypatch.chdir(tmp_path)
+    keras.utils.set_random_seed(0)
+    inputs = np.random.default_rng(0).normal(size=(64, 2)).astype("float32")
+    targets = inputs.sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.9), loss="mse")
+    train, history = {"epochs": 2}, []
+
+    def run(model, history, log):
+        fit(model, history, train, live_dir=tmp_path / log, run_record={},
+            batches=((inputs[start:start + 16], targets[start:start + 16])
+                     for _ in range(2) for start in range(0, 64, 16)),
+            steps_per_epoch=4, validation_data=None, callbacks=[Checkpoint(history, "run-a")])
+
+    run(model, history, "uninterrupted")
+    averaged = model.get_weights()
+    # Killed before the model was saved: the state of the last epoch is all there is.
+    resumed, resumed_history = checkpoint.load("run-a")
+    assert len(resumed_history) == 2
+    assert not np.array_equal(resumed.get_weights()[0], averaged[0]), "saved as trained"
+    run(resumed, resumed_history, "resumed")
+    for mine, theirs in zip(resumed.get_weights(), averaged, strict=True):
+        assert np.array_equal(mine, theirs)

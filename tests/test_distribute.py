@@ -180,3 +180,29 @@ def test_jax_data_parallel_matches_single_device(tmp_path, tiny_mirror, jax_env)
     first, second = training_log(project)
     assert first == pytest.approx(single[0], rel=1e-3)
     assert second == pytest.approx(single[1], rel=2e-2)
+
+
+@pytest.mark.slow
+def test_jax_data_parallel_cuts_a_short_last_batch_and_refuses_an_uneven_batch_size(
+        tmp_path, tiny_mirror, jax_env):
+    project = tmp_path / "project"
+    env = make_project(project, *tiny_mirror, **{
+        "train.backend": "jax", "train.epochs": 1, "train.distribute": "mirrored",
+        "preprocess.train_limit": 151, "train.model.dense_units": [8],
+    })
+    env.update(jax_env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    run(["dvc", "repro", "preprocess"], project, env)
+
+    output = run([sys.executable, "-c", TRAIN_ON_TWO_JAX_DEVICES], project, env)
+    # 151 images in batches of 100: the short batch of 51 is cut to two shards of 25.
+    assert {tuple(map(tuple, devices)) for devices in received(output)} == {
+        ((0, 50), (1, 50)), ((0, 25), (1, 25))}
+    assert (project / "data/model/model.keras").is_file()
+
+    set_params(project, **{"train.batch_size": 99})
+    refused = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project, env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "train.batch_size: must be a multiple of the 2 devices that distribute: mirrored splits "
+        "each batch across on JAX, got 99")

@@ -5,18 +5,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from stages.commands.predict import preprocessed_names
 from stages.lib.model import model_inputs
 from stages.lib.prepare import INK_THRESHOLD, NOISY_PAPER, ink_map, mnist_like, paper_noise
-from tests.conftest import ROOT, SHARED_MNIST
+from tests.conftest import ROOT, needs_real_mnist, real_mnist
 
-needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
-                                 reason="needs real MNIST digits in shared/")
 DIGITS = 150
 
 
@@ -59,7 +59,7 @@ def predict(*args, cwd):
 
 
 @pytest.mark.slow
-@needs_mnist
+@needs_real_mnist
 def test_user_images_get_the_predictions_of_the_original_digits(trained, tmp_path):
     with np.load(trained / "data/prepared/test.npz") as test:
         digits, labels = test["images"][:DIGITS], test["labels"][:DIGITS]
@@ -81,7 +81,8 @@ def test_user_images_get_the_predictions_of_the_original_digits(trained, tmp_pat
     first = predictions[0]
     assert [t["digit"] for t in first["top3"]][0] == first["digit"]
     assert first["probability"] == first["top3"][0]["probability"] >= first["top3"][1]["probability"]
-    seen = np.asarray(Image.open(tmp_path / "seen" / "digit-000.png.png"))
+    assert first["preprocessed"] == str(tmp_path / "seen" / f"{Path(first['file']).stem}.png")
+    seen = np.asarray(Image.open(first["preprocessed"]))
     assert seen.shape == (28, 28) and seen.max() > 200 and seen[0].max() == 0
 
 
@@ -103,8 +104,25 @@ def test_bad_inputs_are_named_and_the_rest_classified(trained, tmp_path):
     assert errors[1].startswith(f"predict: {tmp_path / 'notes.png'}: not a readable image")
     assert errors[2].startswith(f"predict: {tmp_path / 'missing.png'}: not a readable image")
     assert result.stdout.startswith(f"{tmp_path / 'one.png'}: ")
-    if SHARED_MNIST.is_dir():  # a model of synthetic squares has no reason to see a one
+    if real_mnist() is not None:  # a model of synthetic squares has no reason to see a one
         assert result.stdout.startswith(f"{tmp_path / 'one.png'}: 1 (")
+
+
+def test_a_folder_without_images_is_named_and_fails(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no image here")
+    (tmp_path / "model.keras").write_bytes(b"")  # never loaded: there is nothing to classify
+    result = predict("--model", tmp_path / "model.keras", tmp_path / "empty", cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (f"predict: {tmp_path / 'empty'}: no image files in this "
+                                     "folder (.bmp, .gif, .jpeg, .jpg, .png)")
+
+
+def test_preprocessed_images_get_their_inputs_names_and_never_overwrite_each_other():
+    files = [Path("a/IMG_1.jpg"), Path("b/IMG_1.jpg"), Path("b/img_1.png"), Path("c/seven.png"),
+             Path("c/IMG_1-2.jpg")]
+    assert preprocessed_names(files) == ["IMG_1.png", "IMG_1-2.png", "img_1-3.png", "seven.png",
+                                         "IMG_1-2-2.png"]
 
 
 def test_missing_model_is_one_line(tmp_path):

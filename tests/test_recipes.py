@@ -80,6 +80,7 @@ def test_recipes_by_name_and_hand_edits_in_a_real_repository(tmp_path, tiny_mirr
     lines = dvc_failing(["exp", "run"], project, env)
     assert len(lines) == 1 and lines[0].startswith(
         "params.yaml: edited since `dvc exp run` wrote it from conf/")
+    assert dvc_failing(["exp", "run"], project / "stages", env) == lines  # from a subfolder too
     assert (project / "params.yaml").read_text() == edited
 
     # Back to the composed file, then a recipe by name beside another override.

@@ -185,3 +185,23 @@ def test_pull_request_workflow_runs_the_commands_tested_here(history, tmp_path):
         report = (branch / "compare/README.md").read_text()
         assert report.startswith("# `origin/base` against `workspace`")
         assert "train.optimizer.learning_rate" in report
+
+
+def test_offline_plots_template_goes_to_the_project_root_from_any_folder(tmp_path, monkeypatch):
+    from dvc.repo import Repo
+
+    from stages.commands import plots_offline
+
+    Repo.init(tmp_path, no_scm=True)
+    (tmp_path / "reports").mkdir()
+    monkeypatch.chdir(tmp_path / "reports")
+    assert plots_offline.write_template() == tmp_path / ".dvc/tmp/offline_plots.html"
+    assert "vegaEmbed" in (tmp_path / ".dvc/tmp/offline_plots.html").read_text()
+    assert not (tmp_path / "reports/.dvc").exists()
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    with pytest.raises(SystemExit, match=r"^plots: .* is not inside a DVC project$"):
+        plots_offline.write_template()
+    assert not (outside / ".dvc").exists()

@@ -5,10 +5,11 @@ import itertools
 
 import keras
 import numpy as np
+import pytest
 
 from stages.lib import seeds
 from stages.lib.model import build_model
-from stages.lib.training import reseed_layers, training_batches
+from stages.lib.training import reseed_layers, steps_per_epoch, training_batches
 from tests.conftest import project_params, recipe_params
 
 EPOCHS, REPLICAS = range(15), range(2)
@@ -44,12 +45,12 @@ def test_batch_order_is_a_permutation_fixed_by_seed_and_epoch():
     assert all(np.mean(first == other) < 0.05 for other in others)
 
 
-def batches(batch_size=64, seed=1, first_epoch=0, epochs=2):
-    images = np.arange(150, dtype="float32").reshape(150, 1, 1, 1) * np.ones((1, 28, 28, 1), "float32")
-    labels = np.arange(150, dtype="float32").reshape(150, 1)
+def batches(batch_size=64, seed=1, first_epoch=0, epochs=2, multiple_of=1, count=150):
+    images = np.arange(count, dtype="float32").reshape(count, 1, 1, 1) * np.ones((1, 28, 28, 1), "float32")
+    labels = np.arange(count, dtype="float32").reshape(count, 1)
     return [(batch_images[:, 0, 0, 0].astype(int), batch_labels[:, 0].astype(int))
             for batch_images, batch_labels in training_batches(
-                images, labels, batch_size, seed, first_epoch, epochs)]
+                images, labels, batch_size, seed, first_epoch, epochs, multiple_of)]
 
 
 def test_training_batches_follow_seed_batch_size_and_epochs():
@@ -65,6 +66,20 @@ def test_training_batches_follow_seed_batch_size_and_epochs():
     resumed = batches(first_epoch=1)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(resumed, two_epochs[3:], strict=True))
     assert batches(first_epoch=2) == []
+
+
+@pytest.mark.parametrize("count, batch_size, devices, sizes", [
+    (150, 64, 4, [64, 64, 20]),  # the short batch of 22 cut to 20
+    (150, 64, 2, [64, 64, 22]),
+    (131, 64, 4, [64, 64]),  # 3 images left: no whole shard each, no batch
+    (128, 64, 4, [64, 64]),
+])
+def test_a_short_last_batch_is_cut_to_whole_shards(count, batch_size, devices, sizes):
+    epoch = batches(batch_size, epochs=1, multiple_of=devices, count=count)
+    assert [len(images) for images, _ in epoch] == sizes
+    assert steps_per_epoch(count, batch_size, devices) == len(sizes)
+    assert np.array_equal(np.concatenate([images for images, _ in epoch]),
+                          seeds.batch_order(1, 0, count)[:sum(sizes)])
 
 
 def test_reseeding_restarts_every_augmentation_stream_at_its_epoch(tmp_path):

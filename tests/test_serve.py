@@ -20,7 +20,7 @@ from PIL import Image
 
 from stages.commands import predict
 from stages.commands.serve import CLIENT_TIMEOUT_S
-from tests.conftest import ROOT, SHARED_MNIST, ignore_sigint
+from tests.conftest import ROOT, ignore_sigint, needs_real_mnist
 
 needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason=(
     "Chromium not installed (.ci/run installs Debian's chromium)"))
@@ -191,7 +191,7 @@ def drawn(served, chromium, tmp_path_factory):
 
 @pytest.mark.slow
 @needs_chromium
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs a model trained on real MNIST")
+@needs_real_mnist
 def test_each_digit_drawn_with_a_mouse_is_read_right(drawn, record_property):
     readings, _ = drawn
     assert {digit: reading["digit"] for digit, reading in readings.items()} == {
@@ -225,7 +225,7 @@ def test_the_page_shows_what_mnist_predict_answers_and_sees_for_the_same_drawing
         assert page["digit"] == str(answer["digit"])
         assert page["top3"] == [[str(top["digit"]), percentage(top["probability"])]
                                 for top in answer["top3"]]
-        saved = np.asarray(Image.open(tmp_path / "seen" / f"digit-{digit}.png.png"))
+        saved = np.asarray(Image.open(answer["preprocessed"]))
         assert page["seen"] == saved.ravel().tolist()
         assert saved.max() == 255  # the preview shows a digit, not a blank field
 

@@ -16,7 +16,7 @@ import vl_convert
 
 from stages.lib.atomic import atomic_path
 
-TEMPLATE_PATH = Path(".dvc/tmp/offline_plots.html")
+TEMPLATE = ".dvc/tmp/offline_plots.html"  # in the project's root, wherever the command runs
 VEGA_LITE = "5.21"  # DVC's templates are Vega-Lite 5 specs
 
 # DVC fills {plot_divs}; each plot's script calls the global vegaEmbed that the bundle sets. The
@@ -43,9 +43,17 @@ PAGE = """<!DOCTYPE html>
 
 
 def write_template():
-    with atomic_path(TEMPLATE_PATH) as temporary:
+    """The page template, written into the DVC project that holds the current folder."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        path = Path(Repo.find_root()) / TEMPLATE
+    except NotDvcRepoError:
+        raise SystemExit(f"plots: {Path.cwd()} is not inside a DVC project") from None
+    with atomic_path(path) as temporary:
         temporary.write_text(PAGE.format(bundle=vl_convert.javascript_bundle(vl_version=VEGA_LITE)))
-    return TEMPLATE_PATH
+    return path
 
 
 def main(arguments):

@@ -26,13 +26,27 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 BATCH = 256  # digits a call: a folder of thousands of photos is classified in bounded memory
 
 
-def image_files(paths):
-    """The files named, with each folder replaced by the images in it (sorted)."""
-    for path in map(Path, paths):
-        if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield path
+def image_files(path):
+    """The file named, or the images in the folder named (sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [path]
+
+
+def preprocessed_names(files):
+    """A name in --save-preprocessed's folder for each input: its stem and .png, and -2, -3...
+    after the stem of a later input whose name is taken (photos from two folders often share
+    names such as IMG_0001.jpg)."""
+    names, taken = [], set()
+    for path in files:
+        name, copy = f"{path.stem}.png", 1
+        while name.lower() in taken:
+            copy += 1
+            name = f"{path.stem}-{copy}.png"
+        taken.add(name.lower())
+        names.append(name)
+    return names
 
 
 def add_model_options(parser):
@@ -107,22 +121,30 @@ def main(argv=None):
         warnings.simplefilter("ignore")
 
     digits, files, failed = [], [], 0
-    for path in image_files(args.images):
-        try:
-            digits.append(load_digit(path))
-            files.append(path)
-        except ImageError as error:
-            print(f"predict: {path}: {error}", file=sys.stderr)
+    for named in args.images:
+        found = image_files(named)
+        if not found:
+            print(f"predict: {named}: no image files in this folder "
+                  f"({', '.join(sorted(IMAGE_SUFFIXES))})", file=sys.stderr)
             failed += 1
+        for path in found:
+            try:
+                digits.append(load_digit(path))
+                files.append(path)
+            except ImageError as error:
+                print(f"predict: {path}: {error}", file=sys.stderr)
+                failed += 1
 
     results = []
     if digits:
         model = load_classifier(args.model, args.backend, args.verbose)
         for path, digit, answer in zip(files, digits, classify(model, digits)):
             results.append({"file": str(path), **answer})
-            if args.save_preprocessed:
-                args.save_preprocessed.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(seen_image(digit)).save(args.save_preprocessed / f"{path.name}.png")
+        if args.save_preprocessed:
+            args.save_preprocessed.mkdir(parents=True, exist_ok=True)
+            for result, digit, name in zip(results, digits, preprocessed_names(files)):
+                result["preprocessed"] = str(args.save_preprocessed / name)
+                Image.fromarray(seen_image(digit)).save(result["preprocessed"])
 
     if args.json:
         print(json.dumps(results, indent=2))

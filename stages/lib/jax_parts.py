@@ -10,6 +10,11 @@ import jax
 import keras
 import numpy as np
 
+# Keras places each batch on the devices as equal shards, one a device: a batch that the devices
+# do not divide cannot be placed (TensorFlow's MirroredStrategy splits an uneven batch itself).
+EQUAL_SHARDS = True
+
+
 def gpus():
     """(name, compute capability) of each visible GPU."""
     return [(device.device_kind,
@@ -51,4 +56,9 @@ def distribution(name):
 
 
 def unsupported(train, gpu_list):
+    """One line naming a train combination this backend cannot run here, or None."""
+    devices = len(jax.devices())
+    if train["distribute"] == "mirrored" and train["batch_size"] % devices:
+        return (f"train.batch_size: must be a multiple of the {devices} devices that "
+                f"distribute: mirrored splits each batch across on JAX, got {train['batch_size']}")
     return None

@@ -7,6 +7,9 @@ import contextlib
 import keras
 import tensorflow as tf
 
+# MirroredStrategy splits a batch that the replicas do not divide (an epoch's short last one).
+EQUAL_SHARDS = False
+
 
 def gpus():
     """(name, compute capability) of each visible GPU."""

@@ -68,17 +68,28 @@ class Checkpoint(keras.callbacks.Callback):
         checkpoint.save(self.model, self.history, self.run_fingerprint)
 
 
-def training_batches(images, labels, batch_size, seed, first_epoch, epochs):
+def training_batches(images, labels, batch_size, seed, first_epoch, epochs, multiple_of=1):
     """Batches for epochs first_epoch..epochs-1, each epoch in the order seeds.batch_order gives.
 
     The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
     uninterrupted one, on either backend. Arrays are model inputs already (see model_inputs).
+    An epoch's short last batch is cut to a multiple of `multiple_of` (the devices that split
+    each batch in equal shards): fewer than that many images an epoch are left out, other ones
+    each epoch.
     """
     for epoch in range(first_epoch, epochs):
         order = seeds.batch_order(seed, epoch, len(labels))
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            yield images[batch], labels[batch]
+            batch = batch[:len(batch) - len(batch) % multiple_of]
+            if len(batch):
+                yield images[batch], labels[batch]
+
+
+def steps_per_epoch(count, batch_size, multiple_of=1):
+    """The batches training_batches makes of `count` images each epoch."""
+    whole, rest = divmod(count, batch_size)
+    return whole + (rest >= multiple_of)
 
 
 class StopRequested(Exception):
@@ -157,7 +168,6 @@ def fit(model, history, train, live_dir, run_record, batches, steps_per_epoch,
         for logs in history:
             log_epoch(live, logs)
         try:
-            # A run killed between its last epoch and saving the model has no epoch left.
             if first_epoch < train["epochs"]:
                 model.fit(
                     batches,
@@ -168,5 +178,10 @@ def fit(model, history, train, live_dir, run_record, batches, steps_per_epoch,
                     validation_data=validation_data,
                     callbacks=[*callbacks, LiveEpochs(live)],
                 )
+            else:
+                # A run killed between its last epoch and saving the model: the state holds the
+                # weights as trained, and fit, which would have swapped in their moving average
+                # (use_ema) when it ended, has nothing left to run.
+                model.optimizer.finalize_variable_values(model.trainable_variables)
         except StopRequested:
             pass  # the caller sees the signal in its StopOnSignal

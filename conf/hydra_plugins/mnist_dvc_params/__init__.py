@@ -20,7 +20,9 @@ from omegaconf import OmegaConf
 
 STAMP_KEY = "written_by"
 STAMP = "dvc exp run, from conf/; digest "
-PARAMS_FILE = Path("params.yaml")  # where DVC writes the composition, from the same folder
+# Where DVC writes the composition: the project's root, beside conf/, from whichever folder
+# `dvc exp run` was typed in.
+PARAMS_FILE = Path(__file__).resolve().parents[3] / "params.yaml"
 
 
 def digest(values):
@@ -40,7 +42,7 @@ def hand_edited(path=PARAMS_FILE):
 def stamp(*, _root_):
     if hand_edited():
         raise SystemExit(
-            f"{PARAMS_FILE}: edited since `dvc exp run` wrote it from conf/, and writing it again "
+            f"{PARAMS_FILE.name}: edited since `dvc exp run` wrote it from conf/, and writing it again "
             "would drop the edit: make it in conf/config.yaml or as -S key=value, run "
             "`dvc exp run --no-hydra` to use params.yaml as it is, or `git checkout params.yaml`")
     composed = OmegaConf.masked_copy(_root_, [key for key in _root_ if key != STAMP_KEY])
