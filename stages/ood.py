@@ -5,7 +5,7 @@ The source is the UCI handwritten digits that scikit-learn ships (1,797 digits, 
 other people on other forms and scanned by another machine), so any machine builds the set
 without a network. Each digit is scaled up from its 8x8 grid, which leaves thick, blurred strokes
 with blocky curves, and drawn on a canvas of a random size under one condition: as a scan (clean,
-blurred, faint or on noisy paper, dark on light or light on dark) or as a phone photo (ruled or
+blurred, faint, on noisy paper or cropped tight to the digit, dark on light or light on dark) or as a phone photo (ruled or
 squared paper, a lamp's uneven light, coloured ink on tinted paper, the digit small and off
 centre, JPEG, or all of these at once).
 
@@ -32,11 +32,12 @@ from stages.lib.drawn import LABELS_FILE, OOD_DIR, PARTS
 UCI_DIGITS = 1797  # the UCI digits scikit-learn ships
 TUNING_DIGITS = 597  # the first third of them; the other 1,200 are the reporting part
 SIZES = (28, 48, 96, 200)  # canvas side in pixels: thumbnails to phone crops
-SCAN_CONDITIONS = ("none", "blur", "low_contrast", "noise")
+SCAN_CONDITIONS = ("none", "blur", "low_contrast", "noise", "tight")
 PHOTO_CONDITIONS = ("ruled", "squared", "shadow", "colour", "off_centre", "jpeg", "photo")
 CONDITIONS = SCAN_CONDITIONS + PHOTO_CONDITIONS
 COLUMNS = ("file", "part", "draw", "source", "digit", "size", "polarity", "condition")
 
+TIGHT_INK = 0.1  # coverage a pixel needs to count as the digit's ink when cropping to it
 # Reflectances in RGB: what a phone sees of paper, ruling and ink under white light.
 PAPERS = ((0.93, 0.93, 0.91), (0.95, 0.92, 0.78), (0.86, 0.91, 0.95), (0.85, 0.85, 0.85))
 RULINGS = ((0.55, 0.70, 0.90), (0.60, 0.60, 0.62), (0.90, 0.55, 0.55))
@@ -77,8 +78,14 @@ def placed(digit, size, box_share, rng):
 
 
 def scan(digit, size, dark_on_light, condition, rng):
-    """One digit as a grayscale scan: clean, blurred, faint or on noisy paper."""
+    """One digit as a grayscale scan: clean, blurred, faint, on noisy paper, or cropped to the
+    digit's own ink with a margin of at most 2% (as a user crops a photo to the digit)."""
     canvas, box = placed(digit, size, (0.55, 0.8), rng)
+    if condition == "tight":
+        rows, columns = np.nonzero(canvas > TIGHT_INK)
+        margin = round(rng.uniform(0, 0.02) * box)
+        canvas = np.pad(canvas, margin)[rows.min():rows.max() + 2 * margin + 1,
+                                        columns.min():columns.max() + 2 * margin + 1]
     if condition == "blur":
         canvas = gaussian_filter(canvas, sigma=box * 0.06)
     contrast = rng.uniform(0.12, 0.25) if condition == "low_contrast" else rng.uniform(0.7, 0.95)
@@ -89,7 +96,7 @@ def scan(digit, size, dark_on_light, condition, rng):
     return Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
 
 
-def ruling(size, box, squared, rng):
+def ruled_page(size, box, squared, rng):
     """Lines of a ruled (or squared) page: about a digit's height apart (half that on squared
     paper), one to two pixels of a 200-pixel photo thick, at a random phase."""
     spacing = box * (rng.uniform(0.45, 0.6) if squared else rng.uniform(0.9, 1.2))
@@ -115,7 +122,7 @@ def lamp(size, rng):
 
 def photo(digit, size, condition, rng):
     """One digit as a phone photo of dark ink on paper, RGB, under one condition or all of them
-    ("photo"). Returns (image, file extension)."""
+    ("photo"). Returns (image, JPEG quality to save it at, or None for PNG)."""
     everything = condition == "photo"
     small = everything or condition == "off_centre"
     canvas, box = placed(digit, size, (0.25, 0.4) if small else (0.55, 0.8), rng)
@@ -125,7 +132,7 @@ def photo(digit, size, condition, rng):
     reflectance = np.broadcast_to(paper, (size, size, 3)).copy()
     if everything or condition in ("ruled", "squared"):
         squared = condition == "squared" or (everything and rng.random() < 0.5)
-        lines = ruling(size, box, squared, rng)[..., None]
+        lines = ruled_page(size, box, squared, rng)[..., None]
         reflectance = reflectance * (1 - lines) + np.array(RULINGS[rng.integers(len(RULINGS))]) * lines
     reflectance = reflectance * (1 - canvas[..., None]) + ink * canvas[..., None]
     light = lamp(size, rng) if everything or condition == "shadow" else np.ones((size, size))
@@ -134,18 +141,21 @@ def photo(digit, size, condition, rng):
         pixels = pixels + rng.normal(0, 0.015, pixels.shape)
     image = Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
     if everything or condition == "jpeg":
-        quality = int(rng.integers(60, 86)) if everything else int(rng.integers(20, 50))
-        encoded = io.BytesIO()
-        image.save(encoded, "JPEG", quality=quality)
-        return Image.open(encoded), "jpg"
-    return image, "png"
+        return image, int(rng.integers(60, 86)) if everything else int(rng.integers(20, 50))
+    return image, None
 
 
 def draw(digit, size, dark_on_light, condition, rng):
-    """One 8x8 digit drawn on a size x size canvas: (PIL image, file extension)."""
-    if condition in SCAN_CONDITIONS:
-        return scan(digit, size, dark_on_light, condition, rng), "png"
-    return photo(digit, size, condition, rng)
+    """One 8x8 digit drawn on a size x size canvas, as a file: (its bytes, its extension). A
+    JPEG is encoded once, at its drawn quality."""
+    image, quality = ((scan(digit, size, dark_on_light, condition, rng), None)
+                      if condition in SCAN_CONDITIONS else photo(digit, size, condition, rng))
+    encoded = io.BytesIO()
+    if quality is None:
+        image.save(encoded, "PNG")
+        return encoded.getvalue(), "png"
+    image.save(encoded, "JPEG", quality=quality)
+    return encoded.getvalue(), "jpg"
 
 
 def build(folder, count, draws, seed):
@@ -164,9 +174,9 @@ def build(folder, count, draws, seed):
                     # Photos are of dark ink on paper, and small canvases make no photo.
                     size = int(rng.choice(SIZES if condition in SCAN_CONDITIONS else SIZES[2:]))
                     dark_on_light = condition not in SCAN_CONDITIONS or bool(rng.integers(2))
-                    image, extension = draw(images[source], size, dark_on_light, condition, rng)
+                    encoded, extension = draw(images[source], size, dark_on_light, condition, rng)
                     name = f"{part}-{draw_number}-{number:04d}.{extension}"
-                    image.save(temporary / name)
+                    (temporary / name).write_bytes(encoded)
                     rows.append((name, part, draw_number, int(source), int(labels[source]), size,
                                  "dark_on_light" if dark_on_light else "light_on_dark", condition))
         with open(temporary / LABELS_FILE, "w", newline="") as file:

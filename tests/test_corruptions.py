@@ -99,10 +99,38 @@ def test_impulse_noise_sets_its_share_of_pixels_to_black_or_white():
     assert (noisy[hit] == 1).mean() == pytest.approx(0.5, abs=0.02)
 
 
+class NoSwaps:
+    """A generator whose coin never calls for a swap: glass blur's blurs alone."""
+
+    def random(self, count):
+        return np.ones(count)
+
+    def integers(self, low, high, size):
+        return np.zeros(size, dtype=int)
+
+
+# scikit-image's Gaussian of sigma 0.7 (truncated at 4 sigmas: 3 pixels), worked by hand:
+# exp(-x**2 / 0.98) for x = 0, 1, 2, 3, divided by their sum over -3..3 (1.754818).
+GLASS_KERNEL = np.array([0.0000585, 0.0096113, 0.2054009, 0.5698586, 0.2054009, 0.0096113,
+                         0.0000585])
+
+
+def test_glass_blur_blurs_down_the_columns_only_as_the_benchmarks_call_does():
+    # The benchmark: gaussian(x, sigma=0.7, multichannel=True) on a 28x28 image, cut to uint8,
+    # swaps, then the same blur again. multichannel takes the columns for colour channels.
+    impulse = np.zeros((1, SIDE, SIDE))
+    impulse[0, 14, 14] = 1.0
+    first = np.zeros(SIDE)
+    first[11:18] = np.floor(GLASS_KERNEL * 255) / 255  # 0, 2, 52, 145, 52, 2, 0 levels
+    expected = np.zeros((SIDE, SIDE))
+    expected[:, 14] = np.convolve(first, GLASS_KERNEL, mode="same")
+    np.testing.assert_allclose(corruptions.glass_blur(impulse, NoSwaps())[0], expected, atol=1e-5)
+
+
 def test_glass_blur_moves_ink_around_without_losing_it():
     images = digits()
     glassy = corruptions.glass_blur(images, rng())
-    twice_blurred = corruptions.blurred(corruptions.blurred(images, 0.7), 0.7)
+    twice_blurred = corruptions.blurred(corruptions.blurred(images, (0.7, 0)), (0.7, 0))
     # The swaps only exchange pixels; cutting to 255 levels loses under 1/255 a pixel.
     np.testing.assert_allclose(glassy.sum(axis=(1, 2)), images.sum(axis=(1, 2)), rtol=0.03)
     assert np.abs(glassy - twice_blurred).max() > 0.1

@@ -21,12 +21,18 @@ def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
     assert set(drawn["polarity"]) == {"dark_on_light", "light_on_dark"}
     for row in drawn.itertuples():
         with Image.open(tmp_path / "ood" / row.file) as image:
-            assert image.size == (int(row.size), int(row.size))
+            if row.condition == "tight":  # cropped out of a canvas of that size
+                assert max(image.size) <= int(row.size)
+            else:
+                assert image.size == (int(row.size), int(row.size))
             assert (image.format == "JPEG") == (row.condition in ("jpeg", "photo"))
             assert (image.mode == "RGB") == (row.condition in ood.PHOTO_CONDITIONS)
             pixels = np.asarray(image.convert("L"), dtype=np.float32)
-        border = np.median(np.concatenate([pixels[0], pixels[-1]]))
-        assert (border > 127) == (row.polarity == "dark_on_light")
+        if row.condition in ood.PHOTO_CONDITIONS:  # a lamp may darken the paper's edges
+            assert row.polarity == "dark_on_light"
+        elif row.condition != "tight":  # a digit cropped tight may be more ink than paper
+            border = np.median(np.concatenate([pixels[0], pixels[-1]]))
+            assert (border > 127) == (row.polarity == "dark_on_light")
         assert load_digit(tmp_path / "ood" / row.file).shape == (28, 28)
 
 
@@ -74,6 +80,14 @@ def test_scan_conditions_look_like_their_names():
 
     assert steepest_edge(blurred) < 0.75 * steepest_edge(clean)
 
+    for seed in range(20):
+        tight = np.asarray(ood.scan(digit, 200, True, "tight", np.random.default_rng(seed)))
+        paper = np.median(np.concatenate([tight[0], tight[-1], tight[:, 0], tight[:, -1]]))
+        rows, columns = np.nonzero(tight < paper - 10)  # the digit's ink
+        margins = [rows.min(), tight.shape[0] - 1 - rows.max(),
+                   columns.min(), tight.shape[1] - 1 - columns.max()]
+        assert max(margins) <= 0.02 * max(tight.shape) + 1, margins
+
 
 def photo(condition, seed=0):
     image, _ = ood.photo(ood.source_digits()[0][0], 200, condition, np.random.default_rng(seed))
@@ -99,3 +113,32 @@ def test_photo_conditions_look_like_their_names():
     # Off centre: the ink's box is at most 40% of the side.
     rows, columns = np.nonzero(np.abs(plain - paper).sum(axis=2) > 60)
     assert max(np.ptp(rows), np.ptp(columns)) <= 0.4 * 200
+
+
+# The JPEG standard's luminance quantization table (ITU-T T.81, Annex K), which libjpeg scales
+# by quality: 5000 / q below 50, 200 - 2q from there.
+LUMINANCE = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16,
+                      24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109,
+                      103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120,
+                      101, 72, 92, 95, 98, 112, 100, 103, 99])
+
+
+def jpeg_quality(image):
+    """The quality whose scaled standard table the file's luminance table is."""
+    table = np.array(image.quantization[0])
+    for quality in range(1, 101):
+        scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+        if np.array_equal(table, np.clip((LUMINANCE * scale + 50) // 100, 1, 255)):
+            return quality
+    return None
+
+
+def test_drawn_jpegs_keep_the_quality_they_were_drawn_at(tmp_path):
+    ood.build(tmp_path / "ood", 3 * len(ood.CONDITIONS), draws=1, seed=0)
+    drawn = read_labels(tmp_path / "ood")
+    qualities = {"jpeg": set(), "photo": set()}
+    for row in drawn[drawn["condition"].isin(qualities)].itertuples():
+        with Image.open(tmp_path / "ood" / row.file) as image:
+            qualities[row.condition].add(jpeg_quality(image))
+    assert qualities["jpeg"] <= set(range(20, 50)) and len(qualities["jpeg"]) > 1
+    assert qualities["photo"] <= set(range(60, 86)) and len(qualities["photo"]) > 1

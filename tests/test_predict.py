@@ -10,12 +10,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from stages.commands.predict import preprocessed_names
 from stages.lib.model import model_inputs
-from stages.lib.prepare import INK_THRESHOLD, NOISY_PAPER, ink_map, mnist_like, paper_noise
-from tests.conftest import ROOT, needs_real_mnist, real_mnist
+from stages.lib.prepare import (INK_THRESHOLD, NOISY_PAPER, ImageError, ink_map, load_digit,
+                                 mnist_like, paper_noise)
+from tests.conftest import DIGIT_STROKES, ROOT, needs_real_mnist, real_mnist
 
 DIGITS = 150
 
@@ -305,3 +308,112 @@ def test_jpeg_artefacts_leave_the_digit():
     encoded = io.BytesIO()
     photographed(pen_digit(14), ruled="ruled").save(encoded, "JPEG", quality=25)
     similar_to_clean(Image.open(encoded))
+
+
+def drawn_digit(digit, width, side=300):
+    """A digit of DIGIT_STROKES drawn with a pen `width` pixels wide, dark on white paper."""
+    image = Image.new("L", (side, side), 255)
+    pen = ImageDraw.Draw(image)
+    for stroke in DIGIT_STROKES[digit]:
+        pen.line([(x * side, y * side) for x, y in stroke], fill=0, width=width, joint="curve")
+    return image
+
+
+@pytest.mark.parametrize("margin", [0, 0.02])
+@pytest.mark.parametrize("width", [1, 3, 8, 20, 40])
+def test_a_digit_cropped_to_its_own_ink_keeps_every_stroke(width, margin):
+    for digit in DIGIT_STROKES:
+        image = drawn_digit(digit, width)
+        left, top, right, bottom = ImageOps.invert(image).getbbox()
+        pad = round(margin * max(right - left, bottom - top))
+        cropped = image.crop((left - pad, top - pad, right + pad, bottom + pad))
+        drawn = np.asarray(cropped) < 128
+        kept = ink_map(cropped)[drawn] >= INK_THRESHOLD
+        assert kept.mean() > 0.99, f"{digit} drawn {width} wide lost {1 - kept.mean():.1%} of its ink"
+
+
+def sixteen_bit_scan(paper, ink):
+    values = np.full((200, 200), paper, np.uint16)
+    values[40:160, 95:107] = ink  # a one
+    values[40:52, 75:107] = ink
+    encoded = io.BytesIO()
+    Image.fromarray(values).save(encoded, "PNG")
+    return encoded
+
+
+@pytest.mark.parametrize("paper, ink", [(52000, 12000), (60000, 58000), (3000, 40000)])
+def test_a_16_bit_scan_is_read_at_its_full_depth(paper, ink):
+    encoded = sixteen_bit_scan(paper, ink)
+    assert Image.open(encoded).mode == "I;16"
+    eight_bit = np.round(np.asarray(Image.open(sixteen_bit_scan(paper, ink)), np.float64)
+                         * 255 / 65535).astype(np.uint8)
+    assert np.array_equal(load_digit(encoded), mnist_like(Image.fromarray(eight_bit)))
+
+
+def test_transparent_corners_of_an_opaque_photo_are_paper_not_ink():
+    photo = pen_digit(14).convert("RGBA")
+    corners = Image.new("L", photo.size, 255)
+    ImageDraw.Draw(corners).rectangle((0, 0, 3, 3), fill=0)
+    for turn in range(4):  # each corner cut out, its colour black
+        photo.paste((0, 0, 0, 0), mask=ImageOps.invert(corners.rotate(90 * turn)))
+    digit = mnist_like(photo)
+    clean = mnist_like(pen_digit(14))
+    assert np.corrcoef(digit.ravel(), clean.ravel())[0, 1] > 0.99
+
+
+def test_ink_on_a_transparent_background_is_what_is_opaque():
+    drawing = Image.new("RGBA", (240, 240), (0, 0, 0, 0))
+    drawing.putalpha(ImageOps.invert(pen_digit(14)))  # black ink, transparent paper
+    clean = mnist_like(pen_digit(14))
+    assert np.corrcoef(mnist_like(drawing).ravel(), clean.ravel())[0, 1] > 0.99
+
+
+# Every mode Pillow makes, each with a format that stores it (Pillow reopens some in another).
+MODES = {"1": "PNG", "L": "PNG", "P": "PNG", "RGB": "PNG", "RGBA": "PNG", "LA": "PNG",
+         "I;16": "PNG", "I": "TIFF", "F": "TIFF", "CMYK": "JPEG", "YCbCr": "TIFF", "PA": "TIFF",
+         "I;16B": "TIFF", "LAB": "TIFF"}
+
+
+@st.composite
+def any_image(draw):
+    mode = draw(st.sampled_from(sorted(MODES)))
+    width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    image = Image.new(mode, (width, height))
+    bands = len(image.getbands())
+    dtype = {"I;16": np.uint16, "I;16B": ">u2", "I": np.int32, "F": np.float32}.get(mode, np.uint8)
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    content = draw(st.sampled_from(["constant", "noise", "stroke"]))
+    top = {"I;16": 65535, "I;16B": 65535, "I": 2**31 - 1, "F": 1e6}.get(mode, 255)
+    shape = (height, width) if bands == 1 else (height, width, bands)
+    if content == "constant":
+        values = np.full(shape, draw(st.integers(0, 255)) if top == 255 else rng.uniform(0, top))
+    else:
+        values = rng.uniform(0, top, shape)
+        if content == "stroke":
+            values = np.full(shape, top * 0.9)
+            values[height // 4:height - height // 4, width // 3:max(width // 3 + 1, width // 2)] = 0
+    if mode == "1":
+        image = Image.fromarray(values[..., 0] > 127 if values.ndim == 3 else values > 127)
+    elif mode in ("P", "PA"):
+        image = Image.fromarray(values.astype(np.uint8)[..., 0] if values.ndim == 3
+                                else values.astype(np.uint8), "L").convert(mode)
+    else:
+        image = Image.frombytes(mode, (width, height), values.astype(dtype).tobytes())
+    if draw(st.booleans()) and mode == "P":
+        image.info["transparency"] = draw(st.integers(0, 255))
+    encoded = io.BytesIO()
+    image.save(encoded, MODES[mode])
+    encoded.seek(0)
+    return encoded
+
+
+@settings(max_examples=250, deadline=None)
+@given(any_image())
+def test_any_image_gives_a_digit_or_an_image_error(encoded):
+    try:
+        digit = load_digit(encoded)
+    except ImageError:
+        return
+    assert digit.shape == (28, 28) and digit.dtype == np.float32
+    assert np.isfinite(digit).all() and digit.min() >= 0 and digit.max() <= 1

@@ -3,7 +3,6 @@ server sent the bad requests a page or a careless client can send."""
 
 import base64
 import json
-import math
 import os
 import re
 import shutil
@@ -20,35 +19,13 @@ from PIL import Image
 
 from stages.commands import predict
 from stages.commands.serve import CLIENT_TIMEOUT_S
-from tests.conftest import ROOT, ignore_sigint, needs_real_mnist
+from tests.conftest import DIGIT_STROKES, ROOT, ignore_sigint, needs_real_mnist
 
 needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason=(
     "Chromium not installed (.ci/run installs Debian's chromium)"))
 START_TIMEOUT_S = 120
 
 
-def arc(centre_x, centre_y, radius_x, radius_y, start, end, points=24):
-    """Points along an ellipse from angle start to end, in degrees, clockwise on screen from
-    3 o'clock."""
-    return [(centre_x + radius_x * math.cos(math.radians(angle)),
-             centre_y + radius_y * math.sin(math.radians(angle)))
-            for angle in np.linspace(start, end, points)]
-
-
-# Each digit as a person draws it: strokes of points in a unit box (x right, y down).
-DIGIT_STROKES = {
-    0: [arc(0.5, 0.5, 0.27, 0.4, -90, 270, 40)],
-    1: [[(0.55, 0.1), (0.5, 0.5), (0.45, 0.9)]],
-    2: [arc(0.5, 0.32, 0.25, 0.22, 190, 390) + [(0.22, 0.88), (0.82, 0.88)]],
-    3: [arc(0.48, 0.3, 0.24, 0.19, 200, 450) + arc(0.48, 0.68, 0.28, 0.21, 270, 520)],
-    4: [[(0.5, 0.1), (0.2, 0.62), (0.85, 0.62)], [(0.65, 0.3), (0.63, 0.92)]],
-    5: [[(0.78, 0.12), (0.32, 0.12), (0.29, 0.46)] + arc(0.5, 0.66, 0.27, 0.22, 225, 500)],
-    6: [[(0.7, 0.1), (0.48, 0.28), (0.33, 0.5)] + arc(0.52, 0.68, 0.21, 0.2, 180, 540)],
-    7: [[(0.18, 0.14), (0.82, 0.14), (0.42, 0.9)]],
-    8: [[(0.5 + 0.22 * math.sin(2 * t), 0.5 - 0.39 * math.cos(t))
-         for t in np.linspace(0, 2 * math.pi, 48)]],
-    9: [arc(0.5, 0.32, 0.22, 0.2, 0, -360, 36) + [(0.7, 0.5), (0.66, 0.9)]],
-}
 PAD_MARGIN = 0.1  # of the pad's side, left free around a drawing, as a person leaves it
 OVERSIZED_BYTES = 50 * 2**20
 

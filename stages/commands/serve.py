@@ -13,6 +13,7 @@ with a one-line message, and the server keeps serving. Ctrl-C stops it.
 import argparse
 import io
 import json
+import re
 import signal
 import sys
 import threading
@@ -32,17 +33,29 @@ from stages.lib.prepare import ImageError, load_digit
 
 PAGE = Path(__file__).with_name("serve_page.html")
 MAX_UPLOAD_BYTES = 20 * 2**20  # a phone's photo is a few megabytes
-# Room for a 24-megapixel camera's photo, which takes seconds and over a gigabyte to prepare
-# (benchmark/prepare_cost.py): larger ones are refused before they are decoded.
+# Room for a 24-megapixel camera's photo; larger ones are refused before they are decoded.
 MAX_PIXELS = 25_000_000
 DISCARD_CHUNK = 2**16  # an upload over the limit is read and dropped this much at a time
 CLIENT_TIMEOUT_S = 30  # a client that stops sending mid-request frees its thread
+# Memory stays bounded however many clients send at once: uploads held in memory (each up to
+# MAX_UPLOAD_BYTES) and images being decoded and prepared (each a full-size decode, which
+# benchmark/prepare_cost.py measures) are capped; a request beyond a cap is answered 503 with
+# Retry-After. One user's page sends one drawing at a time.
+MAX_UPLOADS = 8
+MAX_PREPARING = 2
+PREPARE_WAIT_S = 15  # an upload waits this long for a preparation slot before the 503
+RETRY_AFTER_S = 2
 
 
 class RequestError(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status, message, headers=()):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
+
+
+def busy(message):
+    return RequestError(HTTPStatus.SERVICE_UNAVAILABLE, f"{message}: try again in a moment",
+                        [("Retry-After", str(RETRY_AFTER_S))])
 
 
 class DigitServer(ThreadingHTTPServer):
@@ -56,6 +69,8 @@ class DigitServer(ThreadingHTTPServer):
         self.model = None  # set before serving: the port is taken first, so a busy one fails fast
         # Keras does not document a model as safe to call from several threads at once.
         self.model_lock = threading.Lock()
+        self.uploads = threading.BoundedSemaphore(MAX_UPLOADS)
+        self.preparing = threading.BoundedSemaphore(MAX_PREPARING)
 
 
 class DigitHandler(BaseHTTPRequestHandler):
@@ -78,20 +93,51 @@ class DigitHandler(BaseHTTPRequestHandler):
             self.send_error_json(HTTPStatus.NOT_FOUND, f"no page at {self.path}")
             return
         try:
-            digit = load_digit(io.BytesIO(self.upload()), max_pixels=MAX_PIXELS)
+            self.send_json(HTTPStatus.OK, self.predict())
         except RequestError as error:
-            self.send_error_json(error.status, str(error))
-            return
+            self.send_error_json(error.status, str(error), error.headers)
         except ImageError as error:
             self.send_error_json(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
-            return
         except TimeoutError:
             self.close_connection = True
             self.send_error_json(HTTPStatus.REQUEST_TIMEOUT, "the upload stopped arriving")
-            return
+
+    def predict(self):
+        """The answer to the upload, within the caps on uploads and preparations at once."""
+        if not self.server.uploads.acquire(blocking=False):
+            declared = self.headers.get("Content-Length", "")
+            if re.fullmatch(r"[0-9]+", declared):
+                self.discard(int(declared))  # so that a browser still sending sees the answer
+            self.close_connection = True
+            raise busy(f"busy with {MAX_UPLOADS} other uploads")
+        try:
+            body = self.upload()
+            if not self.server.preparing.acquire(timeout=PREPARE_WAIT_S):
+                raise busy("busy preparing other images")
+            try:
+                digit = load_digit(io.BytesIO(body), max_pixels=MAX_PIXELS)
+            finally:
+                self.server.preparing.release()
+        finally:
+            self.server.uploads.release()
         with self.server.model_lock:
             answer = classify(self.server.model, [digit])[0]
-        self.send_json(HTTPStatus.OK, {**answer, "seen": seen_image(digit).tolist()})
+        return {**answer, "seen": seen_image(digit).tolist()}
+
+    def handle_one_request(self):
+        """One request, whatever goes wrong in answering it: an unexpected error is a 500 with
+        a one-line message (and a line on stderr), and the server serves on."""
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away: nobody to answer
+        except Exception as error:  # noqa: BLE001 (the server must outlive any bug)
+            self.close_connection = True
+            request = f"{getattr(self, 'command', None)} {getattr(self, 'path', None)}"
+            print(f"serve: {request}: {type(error).__name__}: {error}",
+                  file=sys.stderr, flush=True)
+            self.send_error_json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                 f"the server failed on this request ({type(error).__name__})")
 
     def do_PUT(self):
         self.send_error_json(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here")
@@ -103,7 +149,7 @@ class DigitHandler(BaseHTTPRequestHandler):
         declared = self.headers.get("Content-Length")
         if declared is None:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "the upload has no Content-Length")
-        if not declared.isdigit():
+        if not re.fullmatch(r"[0-9]+", declared):  # isdigit() takes "²", which int() refuses
             raise RequestError(HTTPStatus.BAD_REQUEST,
                                f"Content-Length {declared[:40]!r} is not a size in bytes")
         length = int(declared)
@@ -129,15 +175,17 @@ class DigitHandler(BaseHTTPRequestHandler):
                 return
             length -= len(chunk)
 
-    def send_error_json(self, status, message):
-        self.send_json(status, {"error": message})
+    def send_error_json(self, status, message, headers=()):
+        self.send_json(status, {"error": message}, headers)
 
-    def send_json(self, status, payload):
-        self.send_body(status, json.dumps(payload), "application/json")
+    def send_json(self, status, payload, headers=()):
+        self.send_body(status, json.dumps(payload), "application/json", headers)
 
-    def send_body(self, status, text, content_type):
+    def send_body(self, status, text, content_type, headers=()):
         body = text.encode()
         self.send_response(status)
+        for keyword, value in headers:
+            self.send_header(keyword, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")

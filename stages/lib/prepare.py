@@ -25,23 +25,51 @@ MNIST_CENTRE = 14.0  # where MNIST's digits have their centre of mass (row and c
 NOISY_PAPER = 0.025
 SPECK = 0.05  # of the largest patch of ink: smaller ones on noisy paper are noise
 INKIEST_SHARE = 0.02  # of the pixels, those farthest from the paper: their mean is the ink's colour
-RULED_LINE_SPAN = 0.9  # of the image's side: a run of ink this long is a ruled line, not a stroke
+RULED_LINE_SPAN = 0.9  # of the image's side: a run of ink this long may be a ruled line
+# Of the strongest ink: a long run fainter than this is a ruled line, a stronger one a stroke.
+# Above every ruled line of the tuning part (docs/handwriting.md measures them), below a stroke,
+# which is the strongest ink.
+RULING_INK = 0.5
+STRONGEST_INK = 0.999  # quantile of the ink map taken as the strongest ink (not its one maximum)
 LIGHT_WINDOW = 1 / 3  # of the image's side: the light is measured over windows this wide
+# Pixels an image is scaled down to before it is prepared: a digit that fills a tenth of a
+# photo's width still spans over 100 of them.
+WORK_PIXELS = 2_000_000
 
 
 class ImageError(ValueError):
     """An input that cannot be turned into a digit."""
 
 
+def colours(image):
+    """The image's RGB in [0, 1], float32, at its full bit depth, and its alpha in [0, 1] (None
+    when it has none)."""
+    if image.mode.startswith("I") or image.mode == "F":  # Pillow's convert clips these at 255
+        gray = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0, posinf=0, neginf=0)
+        if image.mode.startswith("I;16"):
+            full = 65535
+        else:  # 32-bit and float images say nothing of their range: the first that holds them
+            top = gray.max(initial=0)
+            full = next((scale for scale in (1, 255, 65535) if top <= scale), top)
+        gray = np.clip(gray / full, 0, 1)
+        return np.repeat(gray[..., None], 3, axis=2), None
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255
+    return (rgba[..., :3], rgba[..., 3]) if has_alpha else (rgba, None)
+
+
 def ink_map(image):
-    """Ink strength in [0, 1] for each pixel, whatever the file's colours, background and light:
-    the strongest ink becomes 1, so faint pencil or a low-contrast photo reaches MNIST's full
-    white, and the lines of ruled or squared paper are left out."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
-        if alpha.min() < 255:  # a transparent background: the ink is what is opaque
-            return alpha / 255
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    """Ink strength in [0, 1] for each pixel, whatever the file's colours, bit depth, background
+    and light: the strongest ink becomes 1, so faint pencil or a low-contrast photo reaches
+    MNIST's full white, and the lines of ruled or squared paper are left out."""
+    pixels, alpha = colours(image)
+    if alpha is not None and alpha.min() < 1:
+        if np.median(border(alpha)) < 0.5:  # a transparent background: the ink is what is opaque
+            return alpha
+        # An opaque picture with some transparent pixels (cut corners, a border): those show
+        # the paper, whatever colour they hold.
+        opaque_paper = np.median(border(pixels)[border(alpha) >= 0.5], axis=0)
+        pixels = pixels * alpha[..., None] + opaque_paper * (1 - alpha[..., None])
     paper = np.median(border(pixels), axis=0)
     if paper.mean() > 0.5:  # light paper: a lamp's uneven light is divided out
         pixels = pixels / illumination(pixels.mean(axis=2))[..., None]
@@ -52,7 +80,7 @@ def ink_map(image):
     distance = np.linalg.norm(away, axis=2)
     inkiest = away[distance >= np.quantile(distance, 1 - INKIEST_SHARE)].mean(axis=0)
     ink = np.clip(away @ (inkiest / max(np.linalg.norm(inkiest), 1e-6)), 0, None)
-    ink = ink - ruling(ink)
+    ink = ink - ruled_lines(ink)
     return np.clip(ink / max(ink.max(), 1e-6), 0, 1)
 
 
@@ -69,14 +97,17 @@ def illumination(brightness):
     return np.maximum(grey_closing(brightness, size=window, mode="nearest"), 1e-3)
 
 
-def ruling(ink):
+def ruled_lines(ink):
     """The ink of ruled or squared paper's lines: runs of ink along RULED_LINE_SPAN of the image's
-    width or height, which no digit's stroke is."""
+    width or height that are fainter than RULING_INK of the strongest ink. A pen's stroke spans a
+    digit cropped to its own bounding box too, but it is the strongest ink there is: ruling is
+    printed fainter than a pen writes."""
     height, width = ink.shape
     # No ink beyond the edges: a mirrored border would double a stroke that reaches it.
     across = grey_opening(ink, size=(1, max(2, round(RULED_LINE_SPAN * width))), mode="constant")
     down = grey_opening(ink, size=(max(2, round(RULED_LINE_SPAN * height)), 1), mode="constant")
-    return np.maximum(across, down)
+    runs = np.maximum(across, down)
+    return np.where(runs < RULING_INK * np.quantile(ink, STRONGEST_INK), runs, 0)
 
 
 def paper_noise(ink):
@@ -127,16 +158,28 @@ def mnist_like(image, denoise=True):
     return field
 
 
+def working_size(image):
+    """The image decoded and, when it has more than WORK_PIXELS, scaled down to that many (JPEG
+    decodes at a fraction of its size directly): preparing costs time and memory in proportion
+    to the pixels (benchmark/prepare_cost.py), and a digit needs far fewer than a camera has."""
+    shrink = (WORK_PIXELS / (image.width * image.height)) ** 0.5
+    if shrink >= 1:
+        image.load()
+        return image
+    size = (max(1, round(image.width * shrink)), max(1, round(image.height * shrink)))
+    image.draft(None, size)
+    return image.resize(size, Image.LANCZOS, reducing_gap=2.0)
+
+
 def load_digit(source, denoise=True, max_pixels=None):
     """The digit in an image file (a path, or a file object such as a server's upload body).
-    An image of more than max_pixels is refused before it is decoded: preparing one costs time and
-    memory in proportion to its pixels (benchmark/prepare_cost.py measures how much)."""
+    An image of more than max_pixels is refused before it is decoded."""
     try:
         with Image.open(source) as image:
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise ImageError(f"{image.width}x{image.height} pixels, more than "
                                  f"{max_pixels / 1e6:g} megapixels (send a smaller image)")
-            return mnist_like(ImageOps.exif_transpose(image), denoise)
+            return mnist_like(ImageOps.exif_transpose(working_size(image)), denoise)
     except UnidentifiedImageError:
         raise ImageError("not a readable image (no image format recognised)") from None
     except (OSError, Image.DecompressionBombError) as error:
