@@ -1,7 +1,7 @@
 """What preparing a photo costs, by its size: the seconds and the peak memory of
 stages.lib.prepare.load_digit on a phone-like photo (a pen stroke on slightly noisy, tinted
-paper, saved as a JPEG), each size in a fresh process so that its peak is its own.
-mnist-serve's MAX_PIXELS is chosen from these figures.
+paper, saved as a JPEG), each size in a fresh process so that its peak is its own. What prepare.WORK_PIXELS (the size an
+image is scaled down to first) saves shows here.
 
     python benchmark/prepare_cost.py 3 12 24
 """

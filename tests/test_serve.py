@@ -2,6 +2,7 @@
 server sent the bad requests a page or a careless client can send."""
 
 import base64
+import io
 import json
 import os
 import re
@@ -10,14 +11,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from stages.commands import predict
+from stages.commands import serve as serve_command
 from stages.commands.serve import CLIENT_TIMEOUT_S
 from tests.conftest import DIGIT_STROKES, ROOT, ignore_sigint, needs_real_mnist
 
@@ -316,6 +320,9 @@ def test_malformed_and_refused_requests_are_4xx_and_leave_the_memory_flat(served
         "empty body": (post(b""), 400),
         "no length": (b"POST /predict HTTP/1.1\r\nHost: localhost\r\n\r\n", 411),
         "length not a number": (post(b"x" * 10, length="ten"), 400),
+        # "\xb2" is a superscript two in the headers' Latin-1: str.isdigit() takes it.
+        "length a superscript digit": (post(b"x" * 10).replace(b"Length: 10", b"Length: \xb2"),
+                                       400),
         "body cut short": (post(b"x" * 10, length=1000), 400),
         "no such page": (b"GET /model.keras HTTP/1.1\r\nHost: localhost\r\n\r\n", 404),
         "predict with GET": (b"GET /predict HTTP/1.1\r\nHost: localhost\r\n\r\n", 405),
@@ -341,6 +348,54 @@ def test_malformed_and_refused_requests_are_4xx_and_leave_the_memory_flat(served
     print(f"server's resident memory: {before:.1f} MiB, then {after:.1f} MiB after "
           f"{30 * len(bad_requests) + 10} bad requests")
     assert after - before < 8, (before, after)
+
+
+def answer(address, request):
+    """(status, headers, JSON body) of the answer to a request's bytes, sent as they are."""
+    with socket.create_connection(host_and_port(address), timeout=120) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        reply = b"".join(iter(lambda: connection.recv(2**16), b""))
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.slow
+def test_concurrent_camera_sized_uploads_keep_the_memory_bounded_and_all_get_an_answer(
+        served, tmp_path):
+    process, address, _ = served
+    photo = Image.new("RGB", (6000, 4000), (235, 232, 220))  # 24 megapixels, a seven on paper
+    ImageDraw.Draw(photo).line([(2400, 900), (3600, 900), (2900, 3100)], fill=(20, 20, 30),
+                               width=160)
+    photo.save(tmp_path / "camera.png")
+    request = post((tmp_path / "camera.png").read_bytes())
+    peak, answers, running = [resident_mib(process)], [], threading.Event()
+    running.set()
+
+    def watch():
+        while running.is_set():
+            peak.append(resident_mib(process))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with ThreadPoolExecutor(max_workers=6) as senders:
+        answers = list(senders.map(lambda _: answer(address, request), range(6)))
+    running.clear()
+    watcher.join()
+    statuses = [status for status, _, _ in answers]
+    print(f"six 24-megapixel uploads at once: statuses {statuses}, server's resident memory "
+          f"{peak[0]:.0f} MiB before, {max(peak):.0f} MiB at most")
+    assert max(peak) < 2048
+    for status, headers, body in answers:
+        assert status in (200, 503), body
+        if status == 200:
+            assert body["digit"] in range(10)
+        else:
+            assert headers["Retry-After"].isdigit() and body["error"].startswith("busy")
+    assert statuses.count(200) >= 2
 
 
 @pytest.mark.slow
@@ -389,3 +444,83 @@ def test_the_page_loads_nothing_from_the_network():
     assert re.findall(r"""\b(?:src\s*=|href\s*=|url\s*\()""", page, re.IGNORECASE) == []
     assert "http:" not in page and "https:" not in page
     assert re.search(r"""fetch\("predict",""", page)  # the one request: to the server it came from
+
+
+class FixedModel:
+    """Stands in for a Keras model: the same probabilities for every digit, or an error."""
+
+    def __init__(self, error=None):
+        self.error = error
+
+    def predict_on_batch(self, batch):
+        if self.error:
+            raise self.error
+        return np.tile(np.linspace(0.01, 0.1, 10), (len(batch), 1))
+
+
+@pytest.fixture
+def in_process_server():
+    """A DigitServer in this process on a free port, with a model that needs no Keras, two
+    uploads and one preparation at a time: (server, address)."""
+    server = serve_command.DigitServer(("127.0.0.1", 0), "<html></html>", verbose=False,
+                                       max_uploads=2, max_preparing=1)
+    server.model = FixedModel()
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield server, "http://127.0.0.1:%d/" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def drawing_png():
+    image = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(image).line([(80, 60), (200, 60), (120, 230)], fill=0, width=20)
+    encoded = io.BytesIO()
+    image.save(encoded, "PNG")
+    return encoded.getvalue()
+
+
+def test_an_unexpected_error_is_a_500_with_one_line_and_the_server_serves_on(
+        in_process_server, capsys):
+    server, address = in_process_server
+    server.model = FixedModel(RuntimeError("the model broke\nacross lines"))
+    status, _, body = answer(address, post(drawing_png()))
+    assert status == 500
+    assert body == {"error": "the server failed on this request (RuntimeError)"}
+    assert "serve: POST /predict: RuntimeError: the model broke" in capsys.readouterr().err
+
+    server.model = FixedModel()
+    status, _, body = answer(address, post(drawing_png()))
+    assert status == 200 and body["digit"] == 9
+
+
+def test_uploads_and_preparations_beyond_their_caps_are_503_with_retry_after(
+        in_process_server, monkeypatch):
+    server, address = in_process_server
+    monkeypatch.setattr(serve_command, "PREPARE_WAIT_S", 0.5)
+    preparing, release = threading.Event(), threading.Event()
+    load_digit = serve_command.load_digit
+
+    def held(source, **options):  # the first preparation holds its slot until released
+        if not preparing.is_set():
+            preparing.set()
+            release.wait(30)
+        return load_digit(source, **options)
+
+    monkeypatch.setattr(serve_command, "load_digit", held)
+    with ThreadPoolExecutor(max_workers=2) as senders:
+        first = senders.submit(answer, address, post(drawing_png()))
+        assert preparing.wait(30)
+        # A second upload is read, then finds no preparation slot within PREPARE_WAIT_S.
+        waiting = senders.submit(answer, address, post(drawing_png()))
+        time.sleep(0.2)  # time for it to take the second upload slot
+        status, headers, body = answer(address, post(drawing_png()))  # a third: no upload slot
+        assert (status, headers["Retry-After"]) == (503, str(serve_command.RETRY_AFTER_S))
+        assert body == {"error": "busy with 2 other uploads: try again in a moment"}
+        status, headers, body = waiting.result(timeout=30)
+        assert (status, headers["Retry-After"]) == (503, str(serve_command.RETRY_AFTER_S))
+        assert body == {"error": "busy preparing other images: try again in a moment"}
+        release.set()
+        assert first.result(timeout=30)[0] == 200
+    assert answer(address, post(drawing_png()))[0] == 200  # every slot was given back

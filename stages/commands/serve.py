@@ -63,14 +63,16 @@ class DigitServer(ThreadingHTTPServer):
     # opens spare connections ahead of need): its thread ends with the process.
     daemon_threads = True
 
-    def __init__(self, address, page, verbose):
+    def __init__(self, address, page, verbose, max_uploads=MAX_UPLOADS,
+                 max_preparing=MAX_PREPARING):
         super().__init__(address, DigitHandler)
         self.page, self.verbose = page, verbose
         self.model = None  # set before serving: the port is taken first, so a busy one fails fast
         # Keras does not document a model as safe to call from several threads at once.
         self.model_lock = threading.Lock()
-        self.uploads = threading.BoundedSemaphore(MAX_UPLOADS)
-        self.preparing = threading.BoundedSemaphore(MAX_PREPARING)
+        self.max_uploads = max_uploads
+        self.uploads = threading.BoundedSemaphore(max_uploads)
+        self.preparing = threading.BoundedSemaphore(max_preparing)
 
 
 class DigitHandler(BaseHTTPRequestHandler):
@@ -109,7 +111,7 @@ class DigitHandler(BaseHTTPRequestHandler):
             if re.fullmatch(r"[0-9]+", declared):
                 self.discard(int(declared))  # so that a browser still sending sees the answer
             self.close_connection = True
-            raise busy(f"busy with {MAX_UPLOADS} other uploads")
+            raise busy(f"busy with {self.server.max_uploads} other uploads")
         try:
             body = self.upload()
             if not self.server.preparing.acquire(timeout=PREPARE_WAIT_S):
