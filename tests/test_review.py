@@ -158,7 +158,8 @@ def test_pull_request_workflow_runs_the_commands_tested_here(history, tmp_path):
     project, env, baseline, _ = history
     assert workflow_steps("tests")[".ci/run"]["run"] == ".ci/run"
     steps = workflow_steps("review")
-    assert steps["Install"]["run"] == "pip install -q -e ."
+    assert steps["Install"]["run"] == ("pip install -q --require-hashes -r requirements/pipeline.txt"
+                                       " && pip install -q --no-deps -e .")
     assert steps["Comment on the pull request"]["run"] == (
         "cml comment create --publish compare/README.md")
 
