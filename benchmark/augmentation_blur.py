@@ -3,7 +3,7 @@
 Every bilinear resampling averages neighbouring pixels, so ink and paper turn grey. Counts the
 grey pixels (strictly between 0.05 and 0.95) and the pixel standard deviation of the first N
 training digits, plain, after RandomRotation + RandomTranslation + RandomZoom (three
-resamplings), and after stages.lib.model.RandomAffine (one), both at the strong recipe's 10 degrees,
+resamplings), and after stages.lib.augmentation.RandomAffine (one), both at the strong recipe's 10 degrees,
 10% and 10%. Needs data/prepared/ (run `dvc repro preprocess` first).
 
     python benchmark/augmentation_blur.py --digits 10000
@@ -22,7 +22,8 @@ from stages.lib import backend  # noqa: E402
 backend.use(backend.available())
 import keras  # noqa: E402
 
-from stages.lib.model import RandomAffine, model_inputs  # noqa: E402
+from stages.lib.augmentation import RandomAffine  # noqa: E402
+from stages.lib.model import model_inputs  # noqa: E402
 from stages.lib.splits import load_split  # noqa: E402
 
 ROTATION, SHIFT, ZOOM = 10, 0.1, 0.1

@@ -20,13 +20,12 @@ from pydantic import Field
 
 from stages.lib import backend, params
 from stages.lib.atomic import atomic_path, write_json
-from stages.lib.confusion import NUM_CLASSES, confusion_counts
-from stages.lib.corrupted import load_corrupted
+from stages.lib.confusion import confusion_counts
+from stages.lib.mnist_c_file import load_corrupted
 from stages.lib.drawn import OOD_DIR, read_labels
 from stages.lib.prepare import load_digit
-from stages.lib.splits import load_split
+from stages.lib.splits import MODEL_PATH, NUM_CLASSES, load_split
 
-MODEL_PATH = Path("data/model/model.keras")
 TRAIN_LOG_DIR = Path("data/train_log")
 METRICS_PATH = Path("reports/metrics.json")
 EVAL_DIR = Path("reports/eval")
@@ -37,15 +36,15 @@ class Params(params.Section):
     batch_size: int = Field(ge=1, description="images a prediction batch (no effect on the scores)")
 
 
-def score(model, images, labels, batch_size):
-    """Loss and accuracy of the trained model on stored uint8 images (see scored)."""
+def score_stored_images(model, images, labels, batch_size):
+    """Loss and accuracy of the trained model on stored uint8 images (see score_model_inputs)."""
     from stages.lib.model import model_inputs
 
     inputs, one_hot = model_inputs(images, labels)
-    return scored(model, inputs, one_hot, batch_size)
+    return score_model_inputs(model, inputs, one_hot, batch_size)
 
 
-def scored(model, inputs, one_hot, batch_size):
+def score_model_inputs(model, inputs, one_hot, batch_size):
     """Loss and accuracy of the trained model (dropout and augmentation off, plain cross-entropy
     without label smoothing, probabilities clipped as Keras clips them), plus the probabilities
     behind them."""
@@ -65,7 +64,7 @@ def ood_scores(model, folder, batch_size):
     drawn = read_labels(folder, "reporting")
     digits = np.stack([load_digit(folder / name) for name in drawn["file"]])[..., None]
     one_hot = np.eye(NUM_CLASSES, dtype="float32")[drawn["digit"]]
-    loss, _, probabilities = scored(model, digits, one_hot, batch_size)
+    loss, _, probabilities = score_model_inputs(model, digits, one_hot, batch_size)
     drawn["right"] = probabilities.argmax(axis=1) == drawn["digit"]
     groups = []
     for column in ["condition", "polarity", "size"]:
@@ -81,7 +80,7 @@ def ood_scores(model, folder, batch_size):
 def mnist_c_scores(model, batch_size):
     """Accuracy on the test set under each of MNIST-C's corruptions, in the mnist_c stage's order."""
     labels, corrupted = load_corrupted()
-    rows = [(name, score(model, images, labels, batch_size)[1]) for name, images in corrupted.items()]
+    rows = [(name, score_stored_images(model, images, labels, batch_size)[1]) for name, images in corrupted.items()]
     return pd.DataFrame(rows, columns=["corruption", "accuracy"]).round(4)
 
 
@@ -152,10 +151,10 @@ def main():
     test_images, test_labels = load_split("test")
     train_images, train_labels = load_split("train")
 
-    test_loss, test_accuracy, probabilities = score(
+    test_loss, test_accuracy, probabilities = score_stored_images(
         model, test_images, test_labels, evaluate["batch_size"]
     )
-    train_loss, train_accuracy, _ = score(model, train_images, train_labels, evaluate["batch_size"])
+    train_loss, train_accuracy, _ = score_stored_images(model, train_images, train_labels, evaluate["batch_size"])
     ood_loss, ood_each_draw, ood_by_condition = ood_scores(model, OOD_DIR, evaluate["batch_size"])
     by_corruption = mnist_c_scores(model, evaluate["batch_size"])
 

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from stages.lib import params
-from stages.lib.corrupted import MNIST_C_PATH, save_corrupted
+from stages.lib.mnist_c_file import MNIST_C_PATH, save_corrupted
 from stages.lib.corruptions import CORRUPTIONS
 from stages.lib.splits import load_split
 

@@ -11,29 +11,19 @@ from matplotlib.colors import SymLogNorm
 from pydantic import Field, field_validator
 
 from stages.lib import params
-from stages.lib.confusion import NUM_CLASSES, confusion_counts
-from stages.lib.corrupted import load_corrupted
-from stages.lib.figures import digit_grid, save
-from stages.lib.splits import load_split
+from stages.lib.confusion import confusion_counts
+from stages.lib.figures import FIGURES, digit_grid, save
+from stages.lib.mnist_c_file import load_corrupted
+from stages.lib.splits import NUM_CLASSES, load_split
 
 TRAINING_DIR = Path("reports/training")
 PREDICTIONS_PATH = Path("reports/eval/predictions.csv")
 MNIST_C_SCORES_PATH = Path("reports/eval/mnist_c.csv")
 FIGURES_DIR = Path("reports/figures")
-# Every PNG this stage writes, with its caption on the report stage's page, in the page's order.
-FIGURES = {
-    "training_curves.png": "Loss and accuracy each epoch",
-    "confusion_matrix.png": "Confusion matrix of the test set (log colour scale)",
-    "misclassified.png": "Misclassified test digits, most confident first",
-    "test_predictions.png": "Test digits with the model's answers (errors in red)",
-    "train_digits.png": "Training digits",
-    "mnist_c.png": "Test accuracy under each MNIST-C corruption",
-    "mnist_c_examples.png": "A test digit under each MNIST-C corruption",
-}
 
 
 def save_figure(figure, name):
-    """One of this stage's FIGURES, into FIGURES_DIR."""
+    """One of FIGURES, into FIGURES_DIR."""
     if name not in FIGURES:
         raise KeyError(f"{name}: give it a caption in FIGURES, for the report page")
     save(figure, FIGURES_DIR / name)

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from stages.lib import params
 from stages.lib.atomic import atomic_path
-from stages.plot import FIGURES
+from stages.lib.figures import FIGURES
 
 REPORTS_DIR = Path("reports")
 README_PATH = REPORTS_DIR / "README.md"

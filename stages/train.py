@@ -13,9 +13,8 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from stages.lib import backend, params
-from stages.lib.splits import PREPARED_DIR, load_split
+from stages.lib.splits import MODEL_PATH, PREPARED_DIR, load_split
 
-MODEL_PATH = "data/model/model.keras"
 TRAIN_LOG_DIR = "data/train_log"  # DVCLive's folder: metrics.json and plots/metrics/
 IMAGE_SIDE = 28  # MNIST's images are 28x28; the model's layers must fit in them.
 

@@ -34,8 +34,8 @@ before = dict(os.environ)
 for package in (stages, stages.lib, stages.commands):
     for module in pkgutil.iter_modules(package.__path__):
         # The library modules built on Keras, which commands import after backend.use().
-        if module.name not in ("tensorflow_parts", "jax_parts", "model", "training", "provenance",
-                               "checkpoint"):
+        if module.name not in ("tensorflow_parts", "jax_parts", "model", "augmentation",
+                               "batch_norm", "optimizer", "training", "provenance", "checkpoint"):
             importlib.import_module(f"{package.__name__}.{module.name}")
 changed = sorted(key for key in set(before) | set(os.environ) if before.get(key) != os.environ.get(key))
 print(changed, "keras" in sys.modules)

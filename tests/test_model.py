@@ -5,12 +5,11 @@ import tensorflow as tf
 from PIL import Image
 from scipy import ndimage
 
-from stages.lib.model import (
-    RandomAffine, RandomInk, affine_rows, bilinear, build_model, build_optimizer, compile_model,
-    gaussian_blurred, load_model,
-)
 from stages.lib import model as model_module
-from stages.lib.model import FusedBatchNormalization
+from stages.lib.augmentation import RandomAffine, RandomInk, affine_rows, bilinear, gaussian_blurred
+from stages.lib.batch_norm import FusedBatchNormalization
+from stages.lib.model import build_model, compile_model, load_model
+from stages.lib.optimizer import build_optimizer
 from stages.lib.prepare import mnist_like
 from tests.conftest import project_params, recipe_params
 

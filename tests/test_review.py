@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from stages.lib.confusion import confusion_counts
-from stages.plot import FIGURES
+from stages.lib.figures import FIGURES
 from tests.conftest import ROOT, clone, run, run_capturing, stages_run
 
 pytestmark = pytest.mark.slow

@@ -19,9 +19,10 @@ from PIL import Image
 
 from stages.lib import backend
 from stages.lib.prepare import ImageError, load_digit
+from stages.lib.splits import MODEL_PATH
 
 # The pipeline's model when none is named: beside this installed checkout, wherever the command runs.
-PROJECT_MODEL = Path(__file__).resolve().parents[2] / "data/model/model.keras"
+PROJECT_MODEL = Path(__file__).resolve().parents[2] / MODEL_PATH
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 BATCH = 256  # digits a call: a folder of thousands of photos is classified in bounded memory
 
@@ -84,8 +85,8 @@ def load_classifier(path, backend_name=None, verbose=False, command="predict"):
 
 def classify(model, digits):
     """The answer and top 3 for each prepared 28x28 digit. predict_on_batch rather than
-    model.predict, whose per-call set-up costs about 45 ms: the page answers one drawing at a
-    time."""
+    model.predict, whose set-up for each call costs more than the page's whole answer
+    (docs/handwriting.md): the page answers one drawing at a time."""
     batches = [np.stack(digits[start : start + BATCH])[..., None]
                for start in range(0, len(digits), BATCH)]
     probabilities = np.concatenate([np.asarray(model.predict_on_batch(batch)) for batch in batches])

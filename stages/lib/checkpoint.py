@@ -18,7 +18,8 @@ RESUME_DIR = Path("data/resume")
 STATE_FILE = RESUME_DIR / "state.json"
 LIBRARY = Path(__file__).parent
 FINGERPRINTED_CODE = [LIBRARY.parent / "train.py", *(
-    LIBRARY / name for name in ("training.py", "model.py", "splits.py", "provenance.py", "seeds.py",
+    LIBRARY / name for name in ("training.py", "model.py", "augmentation.py", "batch_norm.py",
+                                "optimizer.py", "splits.py", "provenance.py", "seeds.py",
                                 "backend.py", "tensorflow_parts.py", "jax_parts.py"))]
 
 

@@ -3,7 +3,7 @@ compare's changed cells."""
 
 import pandas as pd
 
-NUM_CLASSES = 10
+from stages.lib.splits import NUM_CLASSES
 
 
 def confusion_counts(predictions):

@@ -1,11 +1,22 @@
-"""Figures shared by the plot stage and the compare command: the tutorial's digit grid, and
-saving a figure whole or not at all."""
+"""Figures shared by the plot stage, the report stage and the compare command: the figures plot
+draws, the tutorial's digit grid, and saving a figure whole or not at all."""
 
 import math
 
 import matplotlib.pyplot as plt
 
 from stages.lib.atomic import atomic_path
+
+# Every PNG the plot stage writes, with its caption on the report stage's page, in the page's order.
+FIGURES = {
+    "training_curves.png": "Loss and accuracy each epoch",
+    "confusion_matrix.png": "Confusion matrix of the test set (log colour scale)",
+    "misclassified.png": "Misclassified test digits, most confident first",
+    "test_predictions.png": "Test digits with the model's answers (errors in red)",
+    "train_digits.png": "Training digits",
+    "mnist_c.png": "Test accuracy under each MNIST-C corruption",
+    "mnist_c_examples.png": "A test digit under each MNIST-C corruption",
+}
 
 
 def save(figure, path):

@@ -19,9 +19,8 @@ from scipy.ndimage import grey_closing, grey_opening, label, median_filter
 INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are paper texture or noise
 MNIST_CENTRE = 14.0  # where MNIST's digits have their centre of mass (row and column, measured)
 # paper_noise above which a median filter cleans the image first, chosen on the tuning part of the
-# drawn digits (benchmark/tune_prepare.py): below the lowest reading of its noisy-paper images
-# (0.029); the tuning accuracy is the same from 0.02 to 0.03. The filter also blunts fine
-# strokes: clean paper skips it.
+# drawn digits (docs/handwriting.md): below the readings of its noisy-paper images. The filter
+# also blunts fine strokes: clean paper skips it.
 NOISY_PAPER = 0.025
 SPECK = 0.05  # of the largest patch of ink: smaller ones on noisy paper are noise
 INKIEST_SHARE = 0.02  # of the pixels, those farthest from the paper: their mean is the ink's colour

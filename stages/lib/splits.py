@@ -1,4 +1,5 @@
-"""The prepared arrays' format: written by preprocess, read by train, evaluate and plot."""
+"""The prepared arrays' format (written by preprocess, read by train, evaluate and plot), what
+their labels are, and where train leaves the model that evaluate, plot and predict read."""
 
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import numpy as np
 from stages.lib.atomic import atomic_path
 
 PREPARED_DIR = Path("data/prepared")
+NUM_CLASSES = 10  # the labels are the digits 0-9
+MODEL_PATH = Path("data/model/model.keras")
 
 
 def save_split(name, images, labels):
