@@ -256,15 +256,21 @@ def test_bad_uploads_get_a_message_on_the_page_and_a_4xx_answer(served, chromium
     too_many_pixels = tmp_path / "panorama.png"
     Image.new("L", (6000, 5000), 255).save(too_many_pixels)
 
-    page = chromium.new_page(viewport={"width": 1024, "height": 768})
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
     page.goto(served[1])
+    layout = boxes(page)
     messages = {}
     for upload in (not_an_image, oversized, too_many_pixels):
         answered(page, page.set_input_files, "#upload", str(upload))
         messages[upload.name] = shown(page)
+        assert boxes(page) == layout, "a message moved the page about"
+        assert text(page, "#source") == f"Reading {upload.name}"
+        assert re.fullmatch(r"Refused \d+ ms after you chose the file\.", text(page, "#timing"))
     page.click("#clear")
     answered(page, page.click, "#read")  # an empty pad
     messages["empty pad"] = shown(page)
+    assert text(page, "#source") == ""
+    assert re.fullmatch(r"Refused \d+ ms after you pressed Read it\.", text(page, "#timing"))
 
     expected = {
         "notes.png": (422, "Not read: not a readable image (no image format recognised)."),
@@ -277,7 +283,50 @@ def test_bad_uploads_get_a_message_on_the_page_and_a_4xx_answer(served, chromium
     assert statuses == expected
     assert all(answer["digit"] == "–" and answer["top3"] == [] and not any(answer["seen"])
                for answer in messages.values())
-    assert draw(page, 7)["status"] == 200  # and the page reads on
+    seven = draw(page, 7)  # and the page reads on
+    assert seven["status"] == 200
+    assert re.fullmatch(r"Answered \d+ ms after you lifted the pen\.", text(page, "#timing"))
+
+    # A good upload: shown on the pad with its name, and read again by "Read it".
+    (tmp_path / "my seven.png").write_bytes(png_of(seven["drawing"]))
+    page.click("#clear")
+    answered(page, page.set_input_files, "#upload", str(tmp_path / "my seven.png"))
+    uploaded = shown(page)
+    assert uploaded["status"] == 200 and uploaded["digit"] == seven["digit"]
+    assert text(page, "#source") == "Reading my seven.png"
+    page.wait_for_function("""() => {
+        const pixels = document.getElementById("pad").getContext("2d").getImageData(0, 0, 280, 280);
+        return pixels.data.some((value, index) => index % 4 === 3 && value > 0);
+    }""")  # the preview is drawn once the browser has decoded the file
+    answered(page, page.click, "#read")
+    assert shown(page)["digit"] == seven["digit"] and text(page, "#source") == "Reading my seven.png"
+    page.close()
+
+
+def boxes(page):
+    """Where the pad, the buttons, the answer and its preview are, and where the answer's column
+    starts (it grows downwards to hold a message)."""
+    found = {selector: page.locator(selector).bounding_box()
+             for selector in ("#pad", "#clear", "#read", ".upload", "#digit", "#seen")}
+    column = page.locator("#reading").bounding_box()
+    return {**found, "#reading": {key: column[key] for key in ("x", "y", "width")}}
+
+
+def text(page, selector):
+    return page.locator(selector).text_content()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_phone_held_sideways_shows_the_pad_and_every_button(served, chromium):
+    page = chromium.new_page(viewport={"width": 844, "height": 390}, has_touch=True)
+    page.goto(served[1])
+    for selector, box in boxes(page).items():
+        if selector == "#reading":
+            continue  # its top left is checked through #digit's
+        assert box["x"] >= 0 and box["y"] >= 0, selector
+        assert box["x"] + box["width"] <= 844 and box["y"] + box["height"] <= 390, selector
+    assert page.locator("#pad").bounding_box()["height"] >= 250  # still a pad to draw on
     page.close()
 
 
