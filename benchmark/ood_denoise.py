@@ -31,14 +31,16 @@ def main():
     args = parser.parse_args()
     drawn = read_labels(args.ood, "tuning")
     labels = drawn["digit"].to_numpy()
-    prepared = {denoise: np.stack([prepare.load_digit(args.ood / file, denoise)
-                                   for file in drawn["file"]])[..., None]
-                for denoise in (True, False)}
+    prepared = {denoise: [prepare.load_digit_or_none(args.ood / file, denoise)
+                          for file in drawn["file"]] for denoise in (True, False)}
     rows = []
     for model_name, path in (model.split("=", 1) for model in args.models):
         model = load_model(path)
         for denoise, digits in prepared.items():
-            right = model.predict(digits, batch_size=1000, verbose=0).argmax(axis=1) == labels
+            refused = np.array([digit is None for digit in digits])  # a wrong answer
+            inputs = np.stack([np.zeros((28, 28)) if digit is None else digit for digit in digits])
+            right = model.predict(inputs[..., None], batch_size=1000, verbose=0).argmax(axis=1)
+            right = (right == labels) & ~refused
             by_condition = drawn.assign(right=right).groupby("condition")["right"].mean()
             rows.append({"model": model_name, "median filter": "on" if denoise else "off",
                          "all": right.mean(),

@@ -39,9 +39,11 @@ def main():
         committed = getattr(prepare, name)
         for value in [float(Fraction(value)) for value in values.split(",")]:
             setattr(prepare, name, value)
-            digits = np.stack([prepare.load_digit(args.ood / file) for file in drawn["file"]])
-            right = model.predict(digits[..., None], batch_size=1000, verbose=0).argmax(axis=1)
-            right = right == drawn["digit"].to_numpy()
+            digits = [prepare.load_digit_or_none(args.ood / file) for file in drawn["file"]]
+            refused = np.array([digit is None for digit in digits])  # a wrong answer
+            inputs = np.stack([np.zeros((28, 28)) if digit is None else digit for digit in digits])
+            right = model.predict(inputs[..., None], batch_size=1000, verbose=0).argmax(axis=1)
+            right = (right == drawn["digit"].to_numpy()) & ~refused
             by_condition = drawn.assign(right=right).groupby("condition", sort=False)["right"]
             rows.append({"constant": name, "value": value, "committed": value == committed,
                          "tuning accuracy": right.mean(), **by_condition.mean().to_dict()})

@@ -22,8 +22,8 @@ from stages.lib import backend, params
 from stages.lib.atomic import atomic_path, write_json
 from stages.lib.confusion import confusion_counts
 from stages.lib.mnist_c_file import load_corrupted
-from stages.lib.drawn import OOD_DIR, read_labels
-from stages.lib.prepare import load_digit
+from stages.lib.drawn import OOD_DIR, read_labels, read_not_digits
+from stages.lib.prepare import load_digit_or_none
 from stages.lib.splits import MODEL_PATH, NUM_CLASSES, load_split
 
 TRAIN_LOG_DIR = Path("data/train_log")
@@ -58,14 +58,19 @@ def score_model_inputs(model, inputs, one_hot, batch_size):
 
 def ood_scores(model, folder, batch_size):
     """Loss and accuracy on the reporting part of the drawn digits of `folder`, each prepared by
-    predict's own code from its image file: the accuracy of each draw, and by how the digits were
-    drawn (one row a condition, polarity and canvas size: all draws together, and the lowest and
+    predict's own code from its image file (a digit predict refuses counts as wrong, and outside
+    the loss): the accuracy of each draw, the share refused, and by how the digits were drawn
+    (one row a condition, polarity and canvas size: all draws together, and the lowest and
     highest draw)."""
     drawn = read_labels(folder, "reporting")
-    digits = np.stack([load_digit(folder / name) for name in drawn["file"]])[..., None]
-    one_hot = np.eye(NUM_CLASSES, dtype="float32")[drawn["digit"]]
-    loss, _, probabilities = score_model_inputs(model, digits, one_hot, batch_size)
-    drawn["right"] = probabilities.argmax(axis=1) == drawn["digit"]
+    digits = [load_digit_or_none(folder / name) for name in drawn["file"]]
+    drawn["refused"] = [digit is None for digit in digits]
+    read = drawn[~drawn["refused"]]
+    inputs = np.stack([digit for digit in digits if digit is not None])[..., None]
+    one_hot = np.eye(NUM_CLASSES, dtype="float32")[read["digit"]]
+    loss, _, probabilities = score_model_inputs(model, inputs, one_hot, batch_size)
+    drawn["right"] = False
+    drawn.loc[read.index, "right"] = probabilities.argmax(axis=1) == read["digit"].to_numpy()
     groups = []
     for column in ["condition", "polarity", "size"]:
         group = drawn.groupby(column, sort=False)["right"].agg(images="size", accuracy="mean")
@@ -74,7 +79,18 @@ def ood_scores(model, folder, batch_size):
         groups.append(group.rename_axis("value").reset_index().assign(drawn_by=column))
     by_condition = pd.concat(groups)[["drawn_by", "value", "images", "accuracy", "lowest_draw",
                                       "highest_draw"]].round(4)
-    return loss, drawn.groupby("draw")["right"].mean(), by_condition
+    return loss, drawn.groupby("draw")["right"].mean(), float(drawn["refused"].mean()), by_condition
+
+
+def not_digit_scores(folder):
+    """The share of the reporting part's not-digits that predict refuses, by kind (all draws
+    together, and the lowest and highest draw)."""
+    found = read_not_digits(folder, "reporting")
+    found["refused"] = [load_digit_or_none(folder / name) is None for name in found["file"]]
+    by_kind = found.groupby("kind", sort=False)["refused"].agg(images="size", refused="mean")
+    each_draw = found.groupby(["kind", "draw"], sort=False)["refused"].mean().groupby(level=0)
+    by_kind["lowest_draw"], by_kind["highest_draw"] = each_draw.min(), each_draw.max()
+    return float(found["refused"].mean()), by_kind.reset_index().round(4)
 
 
 def mnist_c_scores(model, batch_size):
@@ -155,7 +171,9 @@ def main():
         model, test_images, test_labels, evaluate["batch_size"]
     )
     train_loss, train_accuracy, _ = score_stored_images(model, train_images, train_labels, evaluate["batch_size"])
-    ood_loss, ood_each_draw, ood_by_condition = ood_scores(model, OOD_DIR, evaluate["batch_size"])
+    ood_loss, ood_each_draw, ood_refused, ood_by_condition = ood_scores(
+        model, OOD_DIR, evaluate["batch_size"])
+    not_digits_refused, not_digits_by_kind = not_digit_scores(OOD_DIR)
     by_corruption = mnist_c_scores(model, evaluate["batch_size"])
 
     predictions = pd.DataFrame(
@@ -173,6 +191,7 @@ def main():
     write_csv(misclassified, EVAL_DIR / "misclassified.csv", index=False)
     write_csv(scores, EVAL_DIR / "per_class.csv")
     write_csv(ood_by_condition, EVAL_DIR / "ood.csv", index=False)
+    write_csv(not_digits_by_kind, EVAL_DIR / "not_digits.csv", index=False)
     write_csv(by_corruption, EVAL_DIR / "mnist_c.csv", index=False)
     metrics = {
         "test": {"loss": round(test_loss, 6), "accuracy": test_accuracy},
@@ -185,7 +204,11 @@ def main():
         # part, the mean over its draws and the lowest and highest draw.
         "ood": {"loss": round(ood_loss, 6), "accuracy": round(float(ood_each_draw.mean()), 4),
                 "lowest_draw": round(float(ood_each_draw.min()), 4),
-                "highest_draw": round(float(ood_each_draw.max()), 4)},
+                "highest_draw": round(float(ood_each_draw.max()), 4),
+                "refused": round(ood_refused, 4)},
+        # Images of the reporting part that hold no single digit (blank paper, two digits,
+        # scribbles, blobs): the share that predict refuses; by kind in not_digits.csv.
+        "not_digits": {"refused": round(not_digits_refused, 4)},
         # The test set under MNIST-C's corruptions (stages/mnist_c.py); each in mnist_c.csv.
         "mnist_c": {"mean_accuracy": round(float(by_corruption["accuracy"].mean()), 4)},
     }

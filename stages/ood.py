@@ -21,13 +21,13 @@ import io
 from typing import Optional
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from pydantic import Field
 from scipy.ndimage import gaussian_filter
 
 from stages.lib import params
 from stages.lib.atomic import atomic_folder
-from stages.lib.drawn import LABELS_FILE, OOD_DIR, PARTS
+from stages.lib.drawn import LABELS_FILE, NOT_DIGITS_DIR, OOD_DIR, PARTS
 
 UCI_DIGITS = 1797  # the UCI digits scikit-learn ships
 TUNING_DIGITS = 597  # the first third of them; the other 1,200 are the reporting part
@@ -36,6 +36,11 @@ SCAN_CONDITIONS = ("none", "blur", "low_contrast", "noise", "tight")
 PHOTO_CONDITIONS = ("ruled", "squared", "shadow", "colour", "off_centre", "jpeg", "photo")
 CONDITIONS = SCAN_CONDITIONS + PHOTO_CONDITIONS
 COLUMNS = ("file", "part", "draw", "source", "digit", "size", "polarity", "condition")
+# Images that hold no single digit, which predict must refuse rather than read: blank paper under
+# each condition's light and paper, two digits side by side, scribbles and blobs.
+NOT_DIGIT_KINDS = ("blank", "pair", "scribble", "blob")
+NOT_DIGIT_COLUMNS = ("file", "part", "draw", "kind", "size", "polarity", "condition")
+NOT_DIGITS_A_KIND = 50  # in each part and draw (fewer when ood.count is smaller)
 
 TIGHT_INK = 0.1  # coverage a pixel needs to count as the digit's ink when cropping to it
 # Reflectances in RGB: what a phone sees of paper, ruling and ink under white light.
@@ -67,13 +72,16 @@ def part_indices(part):
 
 
 def placed(digit, size, box_share, rng):
-    """The digit scaled up into a square box of box_share x size, at a random place on a
-    size x size canvas of zeros: ink coverage in [0, 1]."""
+    """The digit scaled up to a height of box_share x size (its width in proportion, within the
+    canvas), at a random place on a size x size canvas of zeros: ink coverage in [0, 1]."""
     box = max(8, round(size * rng.uniform(*box_share)))
-    ink = Image.fromarray(digit.astype(np.float32)).resize((box, box), Image.BICUBIC)
+    aspect = digit.shape[1] / digit.shape[0]  # 1 for a digit; two side by side are wider
+    box = min(box, round(size / aspect))
+    width = min(size, round(box * aspect))
+    ink = Image.fromarray(digit.astype(np.float32)).resize((width, box), Image.BICUBIC)
     canvas = np.zeros((size, size), dtype=np.float32)
-    top, left = rng.integers(0, size - box + 1, size=2)
-    canvas[top : top + box, left : left + box] = np.clip(np.asarray(ink), 0, 1)
+    top, left = rng.integers(0, size - box + 1), rng.integers(0, size - width + 1)
+    canvas[top : top + box, left : left + width] = np.clip(np.asarray(ink), 0, 1)
     return canvas, box
 
 
@@ -158,36 +166,94 @@ def draw(digit, size, dark_on_light, condition, rng):
     return encoded.getvalue(), "jpg"
 
 
-def build(folder, count, draws, seed):
+def not_a_digit(kind, part_images, rng):
+    """Ink coverage in [0, 1] of something that is not one digit, to be drawn as a digit is."""
+    if kind == "blank":
+        return np.zeros((8, 8))
+    if kind == "pair":  # two of the part's digits, a quarter of a digit apart
+        first, second = part_images[rng.integers(len(part_images), size=2)]
+        return np.concatenate([first, np.zeros((8, 2)), second], axis=1)
+    canvas = Image.new("L", (32, 32), 0)
+    pen = ImageDraw.Draw(canvas)
+    if kind == "scribble":  # a pen run back and forth over the box
+        points = rng.uniform(3, 29, size=(int(rng.integers(8, 16)), 2))
+        pen.line([tuple(point) for point in points], fill=255, width=int(rng.integers(2, 4)))
+    else:  # a blob: one to three overlapping filled ellipses
+        for _ in range(int(rng.integers(1, 4))):
+            centre, radii = rng.uniform(11, 21, 2), rng.uniform(5, 11, 2)
+            pen.ellipse([*(centre - radii), *(centre + radii)], fill=255)
+    return np.asarray(canvas, dtype=np.float64) / 255
+
+
+def drawn_at_random(coverage, number, conditions, rng):
+    """(file bytes, extension, size, dark_on_light, condition) of one image, its condition the
+    number-th of `conditions` in turn."""
+    condition = conditions[number % len(conditions)]
+    # Photos are of dark ink on paper, and small canvases make no photo.
+    size = int(rng.choice(SIZES if condition in SCAN_CONDITIONS else SIZES[2:]))
+    dark_on_light = condition not in SCAN_CONDITIONS or bool(rng.integers(2))
+    return (*draw(coverage, size, dark_on_light, condition, rng), size, dark_on_light, condition)
+
+
+def polarity(dark_on_light):
+    return "dark_on_light" if dark_on_light else "light_on_dark"
+
+
+def build(folder, count, draws, seed, not_digits_each=NOT_DIGITS_A_KIND):
     """Write `draws` draws of each part, `count` digits each (all when None), and labels.csv to
-    `folder`, replacing it whole: a crash leaves the previous set or none, never part of one."""
+    `folder`, with not_digits_each of every kind of not-digit (at most `count`) in its
+    NOT_DIGITS_DIR; replacing it whole: a crash leaves the previous set or none, never part of
+    one."""
     images, labels = source_digits()
     with atomic_folder(folder) as temporary:
-        rows = []
+        rows, not_digits = [], []
         for part_number, part in enumerate(PARTS):
             for draw_number in range(1, draws + 1):
                 stream = np.random.SeedSequence(seed, spawn_key=(part_number, draw_number))
                 rng = np.random.default_rng(stream)
                 chosen = rng.permutation(part_indices(part))[:count]
                 for number, source in enumerate(chosen):
-                    condition = CONDITIONS[number % len(CONDITIONS)]
-                    # Photos are of dark ink on paper, and small canvases make no photo.
-                    size = int(rng.choice(SIZES if condition in SCAN_CONDITIONS else SIZES[2:]))
-                    dark_on_light = condition not in SCAN_CONDITIONS or bool(rng.integers(2))
-                    encoded, extension = draw(images[source], size, dark_on_light, condition, rng)
+                    encoded, extension, size, dark_on_light, condition = drawn_at_random(
+                        images[source], number, CONDITIONS, rng)
                     name = f"{part}-{draw_number}-{number:04d}.{extension}"
                     (temporary / name).write_bytes(encoded)
                     rows.append((name, part, draw_number, int(source), int(labels[source]), size,
-                                 "dark_on_light" if dark_on_light else "light_on_dark", condition))
+                                 polarity(dark_on_light), condition))
+                not_digits += draw_not_digits(temporary / NOT_DIGITS_DIR, part, draw_number,
+                                              min(count or not_digits_each, not_digits_each),
+                                              images[part_indices(part)], seed)
         with open(temporary / LABELS_FILE, "w", newline="") as file:
             csv.writer(file).writerows([COLUMNS, *rows])
+        with open(temporary / NOT_DIGITS_DIR / LABELS_FILE, "w", newline="") as file:
+            csv.writer(file).writerows([NOT_DIGIT_COLUMNS, *not_digits])
     return len(rows)
+
+
+def draw_not_digits(folder, part, draw_number, each, part_images, seed):
+    """`each` images of every kind of NOT_DIGIT_KINDS into folder, from their own stream; returns
+    their rows of the not-digits' labels.csv."""
+    folder.mkdir(exist_ok=True)
+    stream = np.random.SeedSequence(seed, spawn_key=(PARTS.index(part), draw_number, 1))
+    rng = np.random.default_rng(stream)
+    # A blank page cropped to its ink is no image at all.
+    conditions = {kind: tuple(c for c in CONDITIONS if kind != "blank" or c != "tight")
+                  for kind in NOT_DIGIT_KINDS}
+    rows = []
+    for kind in NOT_DIGIT_KINDS:
+        for number in range(each):
+            encoded, extension, size, dark_on_light, condition = drawn_at_random(
+                not_a_digit(kind, part_images, rng), number, conditions[kind], rng)
+            name = f"{part}-{draw_number}-{kind}-{number:03d}.{extension}"
+            (folder / name).write_bytes(encoded)
+            rows.append((name, part, draw_number, kind, size, polarity(dark_on_light), condition))
+    return rows
 
 
 def main():
     ood = params.load("ood", Params)
     drawn = build(OOD_DIR, ood["count"], ood["draws"], ood["seed"])
-    print(f"ood: {drawn} drawn digits in {OOD_DIR}")
+    print(f"ood: {drawn} drawn digits in {OOD_DIR}, and what is not a digit in "
+          f"{OOD_DIR / NOT_DIGITS_DIR}")
 
 
 if __name__ == "__main__":

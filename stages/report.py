@@ -49,6 +49,13 @@ def ood_score(ood):
             f"{ood['highest_draw']:.4f}; loss {ood['loss']:.4f})")
 
 
+def not_digits_table():
+    """The share of each kind of not-digit that predict refuses."""
+    found = pd.read_csv(REPORTS_DIR / "eval/not_digits.csv")
+    found.columns = ["kind", "images", "refused", "lowest draw", "highest draw"]
+    return found.to_markdown(index=False, floatfmt=["", ".0f", ".4f", ".4f", ".4f"])
+
+
 def ood_conditions():
     """The out-of-distribution accuracy by how the digits were drawn."""
     drawn = pd.read_csv(REPORTS_DIR / "eval/ood.csv")
@@ -122,6 +129,16 @@ prepared by predict's own code (`stages/lib/prepare.py`). No threshold was tuned
 ([docs/handwriting.md](../docs/handwriting.md)).
 
 {ood_conditions()}
+
+## Images that are not one digit
+
+Predict refuses {metrics['not_digits']['refused']:.4f} of the reporting part's images that hold
+no single digit (`stages/ood.py` draws them as it draws the digits: blank paper, two digits side
+by side, scribbles, blobs), with "no single digit found" and the reason where it knows one, and
+refuses {metrics['ood']['refused']:.4f} of its real digits (counted as wrong above). The rule was
+chosen on the tuning parts ([docs/handwriting.md](../docs/handwriting.md)).
+
+{not_digits_table()}
 
 ## Corrupted test digits (MNIST-C)
 

@@ -5,8 +5,8 @@ import numpy as np
 from PIL import Image
 
 from stages import ood
-from stages.lib.drawn import PARTS, read_labels
-from stages.lib.prepare import load_digit
+from stages.lib.drawn import PARTS, read_labels, read_not_digits
+from stages.lib.prepare import ImageError, load_digit
 
 
 def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
@@ -14,7 +14,8 @@ def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
     assert ood.build(tmp_path / "ood", count, draws=2, seed=0) == count * 2 * len(PARTS)
     drawn = read_labels(tmp_path / "ood")
     assert list(drawn.columns) == list(ood.COLUMNS)
-    assert sorted(p.name for p in (tmp_path / "ood").iterdir()) == sorted([*drawn["file"], "labels.csv"])
+    assert sorted(p.name for p in (tmp_path / "ood").iterdir()) == sorted(
+        [*drawn["file"], "labels.csv", "not_digits"])
     for (part, draw), rows in drawn.groupby(["part", "draw"]):
         assert len(rows) == count and (rows["condition"].value_counts() == 2).all()
     assert set(drawn["part"]) == set(PARTS) and set(drawn["draw"]) == {1, 2}
@@ -37,7 +38,7 @@ def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
 
 
 def test_the_parts_share_no_source_digit_and_labels_follow_the_source(tmp_path):
-    ood.build(tmp_path / "ood", None, draws=1, seed=3)
+    ood.build(tmp_path / "ood", None, draws=1, seed=3, not_digits_each=1)
     drawn = read_labels(tmp_path / "ood")
     tuning, reporting = (set(read_labels(tmp_path / "ood", part)["source"]) for part in PARTS)
     assert not tuning & reporting
@@ -51,7 +52,7 @@ def test_seed_count_and_draws_choose_the_set_and_a_rebuild_replaces_it_whole(tmp
     ood.build(tmp_path / "a", 12, draws=2, seed=0)
     ood.build(tmp_path / "b", 12, draws=2, seed=0)
     ood.build(tmp_path / "c", 12, draws=2, seed=1)
-    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    files = sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_file())
     assert all((tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
                for name in files)
     assert (tmp_path / "a" / "labels.csv").read_text() != (tmp_path / "c" / "labels.csv").read_text()
@@ -60,7 +61,7 @@ def test_seed_count_and_draws_choose_the_set_and_a_rebuild_replaces_it_whole(tmp
 
     (tmp_path / "a" / "stray.png").write_bytes(b"left over")
     assert ood.build(tmp_path / "a", 5, draws=1, seed=0) == 10
-    assert len(list((tmp_path / "a").iterdir())) == 11
+    assert len(list((tmp_path / "a").iterdir())) == 10 + 2  # and labels.csv, not_digits/
     assert not list(tmp_path.glob(".a.*"))  # no temporary folder left behind
 
 
@@ -142,3 +143,24 @@ def test_drawn_jpegs_keep_the_quality_they_were_drawn_at(tmp_path):
             qualities[row.condition].add(jpeg_quality(image))
     assert qualities["jpeg"] <= set(range(20, 50)) and len(qualities["jpeg"]) > 1
     assert qualities["photo"] <= set(range(60, 86)) and len(qualities["photo"]) > 1
+
+
+def test_not_digits_are_drawn_for_each_part_draw_and_kind_and_refused(tmp_path):
+    each = len(ood.CONDITIONS)
+    ood.build(tmp_path / "ood", each, draws=2, seed=0)
+    found = read_not_digits(tmp_path / "ood")
+    assert (found.groupby(["part", "draw", "kind"]).size() == each).all()
+    assert len(found) == each * 2 * len(PARTS) * len(ood.NOT_DIGIT_KINDS)
+    assert set(found.query("kind == 'scribble'")["condition"]) == set(ood.CONDITIONS)
+    assert "tight" not in set(found.query("kind == 'blank'")["condition"])
+    refusals = {}
+    for row in found.itertuples():
+        try:
+            load_digit(tmp_path / "ood" / row.file)
+            refusals.setdefault(row.kind, []).append(None)
+        except ImageError as error:
+            refusals.setdefault(row.kind, []).append(str(error))
+    pairs = refusals["pair"]
+    assert sum(reason == "no single digit found: 2 separate marks side by side"
+               for reason in pairs) >= 0.9 * len(pairs)
+    assert sum(reason is not None for reason in refusals["blank"]) >= 0.5 * len(refusals["blank"])

@@ -272,7 +272,7 @@ def invalid_values(field):
 STAGE_KEYS = [path for path in leaf_paths(project_params()) if path[0] in reference.STAGES]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data(), path=st.sampled_from(STAGE_KEYS))
 def test_any_invalid_value_of_any_key_is_one_line_naming_it(data, path):
     committed = project_params()

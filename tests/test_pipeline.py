@@ -9,13 +9,21 @@ import pandas as pd
 import pytest
 
 from stages import plot
-from stages.lib.prepare import load_digit
+from stages.lib.prepare import ImageError, load_digit
 from tests.conftest import MNIST_C_DIGITS, OOD_DIGITS, make_project, run, run_capturing, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
 FIGURES = ["confusion_matrix.png", "misclassified.png", "mnist_c.png", "mnist_c_examples.png",
            "test_predictions.png", "train_digits.png", "training_curves.png"]
+
+
+def readable(path):
+    """The digit predict makes of a file, or None where it refuses it."""
+    try:
+        return load_digit(path)
+    except ImageError:
+        return None
 
 
 def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_mirror):
@@ -32,7 +40,7 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
         "test.npz", "train.npz", "validation.npz"]
     drawn = pd.read_csv(project / "data/ood/labels.csv")
     draws = 3  # ood.draws' default
-    assert len(drawn) == OOD_DIGITS * 2 * draws == len(list((project / "data/ood").iterdir())) - 1
+    assert len(drawn) == OOD_DIGITS * 2 * draws == len(list((project / "data/ood").iterdir())) - 2
     assert (project / "data/model/model.keras").stat().st_size > 3_000_000
     losses = pd.read_csv(project / "reports/training/loss.csv")
     assert list(losses["epoch"]) == [1] and list(losses["measured_on"]) == ["training batches"]
@@ -47,13 +55,23 @@ def test_repro_builds_everything_then_reruns_only_what_changed(tmp_path, mnist_m
     assert (ood["lowest_draw"] <= ood["accuracy"]).all() and (ood["accuracy"] <= ood["highest_draw"]).all()
     reporting = drawn[drawn["part"] == "reporting"]
     model = keras.models.load_model(project / "data/model/model.keras")
-    digits = np.stack([load_digit(project / "data/ood" / name) for name in reporting["file"]])
-    right = model.predict(digits[..., None], verbose=0).argmax(axis=1) == reporting["digit"]
+    digits = [readable(project / "data/ood" / name) for name in reporting["file"]]
+    refused = np.array([digit is None for digit in digits])
+    inputs = np.stack([np.zeros((28, 28)) if digit is None else digit for digit in digits])
+    right = (model.predict(inputs[..., None], verbose=0).argmax(axis=1) == reporting["digit"]) & ~refused
     each_draw = right.groupby(reporting["draw"]).mean()
     assert metrics["ood"]["accuracy"] == pytest.approx(right.mean(), abs=1e-4)
     assert metrics["ood"]["lowest_draw"] == pytest.approx(each_draw.min(), abs=1e-4)
     assert metrics["ood"]["highest_draw"] == pytest.approx(each_draw.max(), abs=1e-4)
     assert metrics["ood"]["loss"] > 0
+    assert metrics["ood"]["refused"] == pytest.approx(refused.mean(), abs=1e-4)
+    # What is not one digit: the share of the reporting part's that predict refuses.
+    not_digits = pd.read_csv(project / "data/ood/not_digits/labels.csv").query("part == 'reporting'")
+    not_refused = [readable(project / "data/ood/not_digits" / name) is None
+                   for name in not_digits["file"]]
+    assert metrics["not_digits"]["refused"] == pytest.approx(np.mean(not_refused), abs=1e-4)
+    by_kind = pd.read_csv(project / "reports/eval/not_digits.csv").set_index("kind")
+    assert by_kind.loc["pair", "images"] == (not_digits["kind"] == "pair").sum()
     # MNIST-C: each corruption's test accuracy, and their mean.
     with np.load(project / "data/mnist_c.npz") as corrupted:
         assert len(corrupted.files) == 1 + 15

@@ -119,6 +119,18 @@ def test_a_folder_without_images_is_named_and_fails(tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip() == (f"predict: {tmp_path / 'empty'}: no image files in this "
                                      "folder (.bmp, .gif, .jpeg, .jpg, .png)")
+    two = Image.new("L", (600, 300), 255)
+    two.paste(drawn_digit(1, 14), (0, 0))
+    two.paste(drawn_digit(7, 14), (300, 0))
+    two.save(tmp_path / "seventeen.png")
+    result = predict("--json", "--model", tmp_path / "model.keras", tmp_path / "empty",
+                     tmp_path / "seventeen.png", cwd=tmp_path)
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == [
+        {"file": str(tmp_path / "empty"),
+         "error": "no image files in this folder (.bmp, .gif, .jpeg, .jpg, .png)"},
+        {"file": str(tmp_path / "seventeen.png"),
+         "error": "no single digit found: 2 separate marks side by side"}]
 
 
 def test_preprocessed_images_get_their_inputs_names_and_never_overwrite_each_other():
@@ -330,6 +342,7 @@ def test_a_digit_cropped_to_its_own_ink_keeps_every_stroke(width, margin):
         drawn = np.asarray(cropped) < 128
         kept = ink_map(cropped)[drawn] >= INK_THRESHOLD
         assert kept.mean() > 0.99, f"{digit} drawn {width} wide lost {1 - kept.mean():.1%} of its ink"
+        assert mnist_like(cropped).max() == 1  # and read as one digit
 
 
 def sixteen_bit_scan(paper, ink):
@@ -417,3 +430,32 @@ def test_any_image_gives_a_digit_or_an_image_error(encoded):
         return
     assert digit.shape == (28, 28) and digit.dtype == np.float32
     assert np.isfinite(digit).all() and digit.min() >= 0 and digit.max() <= 1
+
+
+def refusal(image):
+    with pytest.raises(ImageError) as refused:
+        mnist_like(image)
+    return str(refused.value)
+
+
+def test_two_digits_side_by_side_are_no_single_digit():
+    pair = Image.new("L", (600, 300), 255)
+    pair.paste(drawn_digit(1, 14), (0, 0))
+    pair.paste(drawn_digit(2, 14), (300, 0))
+    assert refusal(pair) == "no single digit found: 2 separate marks side by side"
+    # A digit made of separate strokes one above the other is still one: a five's flag.
+    five = Image.new("L", (300, 300), 255)
+    ImageDraw.Draw(five).line([(80, 40), (220, 40)], fill=0, width=14)
+    ImageDraw.Draw(five).arc((70, 110, 230, 270), 200, 140, fill=0, width=14)
+    mnist_like(five)
+
+
+def test_a_scribble_and_a_blob_are_no_single_digit():
+    scribble = Image.new("L", (300, 300), 255)
+    points = np.random.default_rng(0).uniform(20, 280, (16, 2))
+    ImageDraw.Draw(scribble).line([tuple(point) for point in points], fill=0, width=6)
+    assert refusal(scribble) == ("no single digit found: more crossing strokes than a digit has "
+                                 "(a scribble?)")
+    blob = Image.new("L", (300, 300), 255)
+    ImageDraw.Draw(blob).ellipse((60, 80, 240, 230), fill=0)
+    assert refusal(blob) == "no single digit found: strokes too thick for their size (a blob?)"

@@ -21,8 +21,9 @@ from tests.conftest import ROOT, clone, run, run_capturing, stages_run
 pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-VEGA_PLOTS = 7  # loss, accuracy, seconds each epoch, confusion matrix, errors of each digit,
-# out-of-distribution accuracy by how the digits were drawn, accuracy under each MNIST-C corruption
+VEGA_PLOTS = 8  # loss, accuracy, seconds each epoch, confusion matrix, errors of each digit,
+# out-of-distribution accuracy by how the digits were drawn, the not-digits refused by kind,
+# accuracy under each MNIST-C corruption
 
 
 def at(project, env, revision, path):

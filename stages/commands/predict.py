@@ -121,20 +121,20 @@ def main(argv=None):
     if not args.verbose:
         warnings.simplefilter("ignore")
 
-    digits, files, failed = [], [], 0
+    digits, files, refused = [], [], []
     for named in args.images:
         found = image_files(named)
         if not found:
-            print(f"predict: {named}: no image files in this folder "
-                  f"({', '.join(sorted(IMAGE_SUFFIXES))})", file=sys.stderr)
-            failed += 1
+            refused.append({"file": named, "error": "no image files in this folder "
+                                                    f"({', '.join(sorted(IMAGE_SUFFIXES))})"})
         for path in found:
             try:
                 digits.append(load_digit(path))
                 files.append(path)
             except ImageError as error:
-                print(f"predict: {path}: {error}", file=sys.stderr)
-                failed += 1
+                refused.append({"file": str(path), "error": str(error)})
+    for refusal in refused:
+        print(f"predict: {refusal['file']}: {refusal['error']}", file=sys.stderr)
 
     results = []
     if digits:
@@ -147,13 +147,13 @@ def main(argv=None):
                 result["preprocessed"] = str(args.save_preprocessed / name)
                 Image.fromarray(seen_image(digit)).save(result["preprocessed"])
 
-    if args.json:
-        print(json.dumps(results, indent=2))
+    if args.json:  # every input: those read, then those refused
+        print(json.dumps(results + refused, indent=2))
     else:
         for result in results:
             others = ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in result["top3"])
             print(f"{result['file']}: {result['digit']} ({result['probability']:.3f}; top 3: {others})")
-    return 1 if failed else 0
+    return 1 if refused else 0
 
 
 def cli():

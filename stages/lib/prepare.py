@@ -14,7 +14,9 @@ benchmark/tune_prepare.py); evaluate reports the reporting part.
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy.ndimage import grey_closing, grey_opening, label, median_filter
+from scipy.ndimage import (convolve, distance_transform_edt, grey_closing, grey_opening, label,
+                           median_filter)
+from skimage.morphology import skeletonize
 
 INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are paper texture or noise
 MNIST_CENTRE = 14.0  # where MNIST's digits have their centre of mass (row and column, measured)
@@ -34,6 +36,13 @@ LIGHT_WINDOW = 1 / 3  # of the image's side: the light is measured over windows 
 # Pixels an image is scaled down to before it is prepared: a digit that fills a tenth of a
 # photo's width still spans over 100 of them.
 WORK_PIXELS = 2_000_000
+# What one digit's ink can be, chosen on the tuning parts of the drawn digits and not-digits
+# (docs/handwriting.md): at most MAX_CROSSINGS crossings and branchings of its strokes, strokes
+# at most MAX_STROKE of its size wide, one mark (several side by side are several digits).
+MAX_CROSSINGS = 5
+MAX_STROKE = 0.8
+MARK_SHARE = 0.1  # of the ink: a smaller patch is part of a mark, not a mark of its own
+MEASURE_SIDE = 40  # pixels: the ink's longer side when its strokes' crossings are counted
 
 
 class ImageError(ValueError):
@@ -110,8 +119,11 @@ def ruled_lines(ink):
 
 
 def paper_noise(ink):
-    """The spread of the ink map along the image's border, where there is only paper."""
-    return float(np.std(border(ink)))
+    """The spread of the ink map along the image's border, where there is mostly paper: strokes
+    that reach it at full strength (a digit cropped tight) are left out, grain is not."""
+    edge = border(ink)
+    paper = edge[edge < INK_THRESHOLD]
+    return float(np.std(paper)) if paper.size else 0.0
 
 
 def without_specks(ink):
@@ -123,6 +135,40 @@ def without_specks(ink):
     areas = np.bincount(patches.ravel())[1:]
     specks = np.isin(patches, 1 + np.flatnonzero(areas < SPECK * areas.max()))
     return np.where(specks, 0, ink)
+
+
+def one_digit_measures(mask):
+    """What tells one digit from other marks, measured on the pixels of ink (mask): the marks
+    that stand side by side (each at least MARK_SHARE of the ink, their columns apart); the
+    crossings and branchings of its strokes (on their skeleton, the ink scaled to
+    MEASURE_SIDE pixels); and the strokes' width over the ink's height or width, whichever is
+    longer (at the widest point: twice its distance from the paper)."""
+    rows, columns = np.nonzero(mask)
+    mask = mask[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    marks, _ = label(mask, structure=np.ones((3, 3)))
+    areas = np.bincount(marks.ravel())[1:]
+    spans = sorted(tuple(np.flatnonzero((marks == number).any(axis=0))[[0, -1]])
+                   for number in 1 + np.flatnonzero(areas >= MARK_SHARE * areas.sum()))
+    side_by_side = 1 + sum(later[0] > earlier[1] for earlier, later in zip(spans, spans[1:]))
+    scale = MEASURE_SIDE / max(mask.shape)
+    size = (max(1, round(mask.shape[1] * scale)), max(1, round(mask.shape[0] * scale)))
+    small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR)) >= 128
+    skeleton = skeletonize(small)
+    neighbours = convolve(skeleton.astype(np.int32), np.ones((3, 3), np.int32), mode="constant")
+    crossings = label(skeleton & (neighbours >= 4), structure=np.ones((3, 3)))[1]
+    stroke = 2 * distance_transform_edt(mask).max() / max(mask.shape)
+    return {"side_by_side": side_by_side, "crossings": crossings, "stroke": float(stroke)}
+
+
+def not_one_digit(measures):
+    """Why the ink of one_digit_measures is not one digit, or None when it may be."""
+    if measures["side_by_side"] > 1:
+        return f"{measures['side_by_side']} separate marks side by side"
+    if measures["crossings"] > MAX_CROSSINGS:
+        return "more crossing strokes than a digit has (a scribble?)"
+    if measures["stroke"] > MAX_STROKE:
+        return "strokes too thick for their size (a blob?)"
+    return None
 
 
 def mnist_like(image, denoise=True):
@@ -139,6 +185,8 @@ def mnist_like(image, denoise=True):
     rows, columns = np.nonzero(ink >= INK_THRESHOLD)
     if rows.size == 0:
         raise ImageError("no ink found (a blank image?)")
+    if problem := not_one_digit(one_digit_measures(ink >= INK_THRESHOLD)):
+        raise ImageError(f"no single digit found: {problem}")
     cropped = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     scale = 20 / max(cropped.shape)
     size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
@@ -183,3 +231,12 @@ def load_digit(source, denoise=True, max_pixels=None):
         raise ImageError("not a readable image (no image format recognised)") from None
     except (OSError, Image.DecompressionBombError) as error:
         raise ImageError(f"not a readable image ({getattr(error, 'strerror', None) or error})") from None
+
+
+def load_digit_or_none(source, denoise=True):
+    """load_digit's digit, or None where predict refuses the file: for scoring a set of files,
+    in which a refused digit counts as a wrong answer."""
+    try:
+        return load_digit(source, denoise)
+    except ImageError:
+        return None
