@@ -40,7 +40,6 @@ COLUMNS = ("file", "part", "draw", "source", "digit", "size", "polarity", "condi
 # each condition's light and paper, two digits side by side, scribbles and blobs.
 NOT_DIGIT_KINDS = ("blank", "pair", "scribble", "blob")
 NOT_DIGIT_COLUMNS = ("file", "part", "draw", "kind", "size", "polarity", "condition")
-NOT_DIGITS_A_KIND = 50  # in each part and draw (fewer when ood.count is smaller)
 
 TIGHT_INK = 0.1  # coverage a pixel needs to count as the digit's ink when cropping to it
 # Reflectances in RGB: what a phone sees of paper, ruling and ink under white light.
@@ -55,6 +54,8 @@ class Params(params.Section):
         description="digits of each part in each draw (null: all, 597 tuning and 1,200 reporting)")
     draws: int = Field(ge=1, description="draws of each part, each with its own sizes, "
                                          "polarities and conditions")
+    not_digits: int = Field(ge=0, description="images of each kind of not-digit (blank, pair, "
+                                              "scribble, blob) in each part and draw")
     seed: int = params.Seed("which digits each draw takes, and how each is drawn")
 
 
@@ -199,14 +200,13 @@ def polarity(dark_on_light):
     return "dark_on_light" if dark_on_light else "light_on_dark"
 
 
-def build(folder, count, draws, seed, not_digits_each=NOT_DIGITS_A_KIND):
+def build(folder, count, draws, seed, not_digits):
     """Write `draws` draws of each part, `count` digits each (all when None), and labels.csv to
-    `folder`, with not_digits_each of every kind of not-digit (at most `count`) in its
-    NOT_DIGITS_DIR; replacing it whole: a crash leaves the previous set or none, never part of
-    one."""
+    `folder`, with `not_digits` of every kind of not-digit in its NOT_DIGITS_DIR; replacing it
+    whole: a crash leaves the previous set or none, never part of one."""
     images, labels = source_digits()
     with atomic_folder(folder) as temporary:
-        rows, not_digits = [], []
+        rows, not_digit_rows = [], []
         for part_number, part in enumerate(PARTS):
             for draw_number in range(1, draws + 1):
                 stream = np.random.SeedSequence(seed, spawn_key=(part_number, draw_number))
@@ -219,13 +219,13 @@ def build(folder, count, draws, seed, not_digits_each=NOT_DIGITS_A_KIND):
                     (temporary / name).write_bytes(encoded)
                     rows.append((name, part, draw_number, int(source), int(labels[source]), size,
                                  polarity(dark_on_light), condition))
-                not_digits += draw_not_digits(temporary / NOT_DIGITS_DIR, part, draw_number,
-                                              min(count or not_digits_each, not_digits_each),
+                not_digit_rows += draw_not_digits(temporary / NOT_DIGITS_DIR, part, draw_number,
+                                              not_digits,
                                               images[part_indices(part)], seed)
         with open(temporary / LABELS_FILE, "w", newline="") as file:
             csv.writer(file).writerows([COLUMNS, *rows])
         with open(temporary / NOT_DIGITS_DIR / LABELS_FILE, "w", newline="") as file:
-            csv.writer(file).writerows([NOT_DIGIT_COLUMNS, *not_digits])
+            csv.writer(file).writerows([NOT_DIGIT_COLUMNS, *not_digit_rows])
     return len(rows)
 
 
@@ -251,7 +251,7 @@ def draw_not_digits(folder, part, draw_number, each, part_images, seed):
 
 def main():
     ood = params.load("ood", Params)
-    drawn = build(OOD_DIR, ood["count"], ood["draws"], ood["seed"])
+    drawn = build(OOD_DIR, ood["count"], ood["draws"], ood["seed"], ood["not_digits"])
     print(f"ood: {drawn} drawn digits in {OOD_DIR}, and what is not a digit in "
           f"{OOD_DIR / NOT_DIGITS_DIR}")
 

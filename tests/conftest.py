@@ -303,6 +303,7 @@ def set_dotted(path, changes):
 
 
 OOD_DIGITS = 22  # of each part in each draw: every way of drawing twice
+OOD_NOT_DIGITS = 2  # of each kind in each part and draw
 MNIST_C_DIGITS = 100  # of the test digits, under each corruption
 
 
@@ -313,7 +314,8 @@ def make_project(destination, mirror, md5s, recipe="tutorial", **params):
     env = pipeline_env(mirror)
     write_mnist_sources(destination, md5s)
     (destination / "params.yaml").unlink()
-    params = {"ood.count": OOD_DIGITS, "mnist_c.count": MNIST_C_DIGITS, **params}
+    params = {"ood.count": OOD_DIGITS, "ood.not_digits": OOD_NOT_DIGITS,
+              "mnist_c.count": MNIST_C_DIGITS, **params}
     set_defaults(destination, **params)
     # Given again on the command line, as they win over a recipe's values there.
     compose(destination, env, f"recipe={recipe}", *(override(key, value)

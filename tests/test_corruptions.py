@@ -319,3 +319,97 @@ def test_stage_refuses_an_unknown_corruption_in_one_line(project):
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1
     assert "mnist_c.corruptions" in message and "frost" in message
+
+
+# The benchmark's formulas worked by hand on ramps, which bilinear resampling reproduces exactly
+# inside the image: the benchmark warps each image with skimage's transform.warp and an
+# inverse map A @ (column, row) + t, with t keeping (13.5, 13.5) in place.
+COLUMN_RAMP = np.tile(np.arange(SIDE) / (SIDE - 1), (1, SIDE, 1))  # a pixel's value: column / 27
+ROW_RAMP = COLUMN_RAMP.transpose(0, 2, 1)
+
+
+class Fixed:
+    """A generator whose every draw of a sign is `sign`, and whose integers are `integers`."""
+
+    def __init__(self, sign=1.0, integers=()):
+        self.sign, self.integers_given = sign, list(integers)
+
+    def choice(self, options, size):
+        return np.full(size, self.sign)
+
+    def integers(self, low, high=None, size=None):
+        return np.array(self.integers_given).reshape(size) if size else self.integers_given.pop(0)
+
+
+def read_at(read_column, read_row):
+    """Where the inverse map reads each output pixel (column, row) inside the image, as a mask,
+    and the column and row it reads there."""
+    rows, columns = np.mgrid[0:SIDE, 0:SIDE].astype(float)
+    source_column, source_row = read_column(columns, rows), read_row(columns, rows)
+    inside = ((source_column >= 0) & (source_column <= SIDE - 1)
+              & (source_row >= 0) & (source_row <= SIDE - 1))
+    return inside, source_column, source_row
+
+
+def assert_reads(warped, inside, source_column, source_row):
+    np.testing.assert_allclose(warped(COLUMN_RAMP)[0][inside],
+                               (source_column / (SIDE - 1))[inside], atol=1e-9)
+    np.testing.assert_allclose(warped(ROW_RAMP)[0][inside],
+                               (source_row / (SIDE - 1))[inside], atol=1e-9)
+
+
+def test_scale_reads_where_the_benchmarks_inverse_map_does():
+    # AffineTransform(scale=1/0.7): source = 13.5 + (output - 13.5) / 0.7 on both axes.
+    inside, column, row = read_at(lambda c, r: 13.5 + (c - 13.5) / 0.7,
+                                  lambda c, r: 13.5 + (r - 13.5) / 0.7)
+    assert inside.sum() == 18 * 18  # columns and rows 5-22
+    assert_reads(lambda images: corruptions.scale(images, rng()), inside, column, row)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_rotate_reads_where_the_benchmarks_inverse_map_does(sign):
+    # AffineTransform(rotation=c), c = +-0.4: source = R(c) @ (output - 13.5) + 13.5.
+    angle = sign * 0.4
+    inside, column, row = read_at(
+        lambda c, r: 13.5 + np.cos(angle) * (c - 13.5) - np.sin(angle) * (r - 13.5),
+        lambda c, r: 13.5 + np.sin(angle) * (c - 13.5) + np.cos(angle) * (r - 13.5))
+    assert_reads(lambda images: corruptions.rotate(images, Fixed(sign)), inside, column, row)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_shear_reads_where_the_benchmarks_inverse_map_does(sign):
+    # AffineTransform(shear=c), c = +-0.4: [[1, -sin c], [0, cos c]] about (13.5, 13.5).
+    angle = sign * 0.4
+    inside, column, row = read_at(lambda c, r: 13.5 + (c - 13.5) - np.sin(angle) * (r - 13.5),
+                                  lambda c, r: 13.5 + np.cos(angle) * (r - 13.5))
+    assert_reads(lambda images: corruptions.shear(images, Fixed(sign)), inside, column, row)
+
+
+def test_translate_moves_whole_pixels_and_loses_what_leaves():
+    # AffineTransform(translation=(dx, dy)), dx, dy = +-3: whole pixels, so bilinear is a copy.
+    plane = (COLUMN_RAMP + 2 * ROW_RAMP) / 3
+    moved = corruptions.translate(plane, Fixed(1.0))[0]
+    expected = np.zeros((SIDE, SIDE))
+    expected[3:, 3:] = plane[0, :-3, :-3]
+    np.testing.assert_allclose(moved, expected)
+
+
+def test_dotted_line_is_the_benchmarks_log_profile_in_dashes():
+    # line_from_points(0, 10, 27, 10): 1 + log(1 - d / 2.3) at d rows from row 10, clipped:
+    # 1 on the row, 1 + log(1 - 1/2.3) = 0.429455 one row off, 0 two rows off; dashes of two
+    # columns, the first pair off; none in column 27, where line_from_points stops (columns
+    # from floor(0) up to, not including, ceil(27)).
+    dotted = corruptions.dotted_line(blank(), Fixed(integers=[10, 10]))[0]
+    expected = np.zeros((SIDE, SIDE))
+    on = ((np.arange(SIDE) // 2) % 2 == 1) & (np.arange(SIDE) < 27)
+    expected[10, on] = 1.0
+    expected[9, on] = expected[11, on] = 0.429455
+    np.testing.assert_allclose(dotted, expected, atol=1e-6)
+
+
+def test_zigzag_corners_are_the_benchmarks():
+    # Length 23 (level), teeth of 2: corners every 2 at heights 0, +-2 up to column 22, then a
+    # last one at 23 whose height the benchmark sets to r_i / (2 * (d - max_c)) = -2 / 6.
+    columns, heights = corruptions.zigzag_corners(23.0, 2.0)
+    np.testing.assert_allclose(columns, [0, 2, 6, 10, 14, 18, 22, 23])
+    np.testing.assert_allclose(heights, [0, 2, -2, 2, -2, 2, -2, -1 / 3])

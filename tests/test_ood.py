@@ -11,7 +11,7 @@ from stages.lib.prepare import ImageError, load_digit
 
 def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
     count = 2 * len(ood.CONDITIONS)
-    assert ood.build(tmp_path / "ood", count, draws=2, seed=0) == count * 2 * len(PARTS)
+    assert ood.build(tmp_path / "ood", count, draws=2, seed=0, not_digits=1) == count * 2 * len(PARTS)
     drawn = read_labels(tmp_path / "ood")
     assert list(drawn.columns) == list(ood.COLUMNS)
     assert sorted(p.name for p in (tmp_path / "ood").iterdir()) == sorted(
@@ -38,7 +38,7 @@ def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
 
 
 def test_the_parts_share_no_source_digit_and_labels_follow_the_source(tmp_path):
-    ood.build(tmp_path / "ood", None, draws=1, seed=3, not_digits_each=1)
+    ood.build(tmp_path / "ood", None, draws=1, seed=3, not_digits=1)
     drawn = read_labels(tmp_path / "ood")
     tuning, reporting = (set(read_labels(tmp_path / "ood", part)["source"]) for part in PARTS)
     assert not tuning & reporting
@@ -49,9 +49,9 @@ def test_the_parts_share_no_source_digit_and_labels_follow_the_source(tmp_path):
 
 
 def test_seed_count_and_draws_choose_the_set_and_a_rebuild_replaces_it_whole(tmp_path):
-    ood.build(tmp_path / "a", 12, draws=2, seed=0)
-    ood.build(tmp_path / "b", 12, draws=2, seed=0)
-    ood.build(tmp_path / "c", 12, draws=2, seed=1)
+    ood.build(tmp_path / "a", 12, draws=2, seed=0, not_digits=2)
+    ood.build(tmp_path / "b", 12, draws=2, seed=0, not_digits=2)
+    ood.build(tmp_path / "c", 12, draws=2, seed=1, not_digits=2)
     files = sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_file())
     assert all((tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
                for name in files)
@@ -60,7 +60,7 @@ def test_seed_count_and_draws_choose_the_set_and_a_rebuild_replaces_it_whole(tmp
     assert first["source"].tolist() != second["source"].tolist()  # each draw its own stream
 
     (tmp_path / "a" / "stray.png").write_bytes(b"left over")
-    assert ood.build(tmp_path / "a", 5, draws=1, seed=0) == 10
+    assert ood.build(tmp_path / "a", 5, draws=1, seed=0, not_digits=1) == 10
     assert len(list((tmp_path / "a").iterdir())) == 10 + 2  # and labels.csv, not_digits/
     assert not list(tmp_path.glob(".a.*"))  # no temporary folder left behind
 
@@ -135,7 +135,7 @@ def jpeg_quality(image):
 
 
 def test_drawn_jpegs_keep_the_quality_they_were_drawn_at(tmp_path):
-    ood.build(tmp_path / "ood", 3 * len(ood.CONDITIONS), draws=1, seed=0)
+    ood.build(tmp_path / "ood", 3 * len(ood.CONDITIONS), draws=1, seed=0, not_digits=12)
     drawn = read_labels(tmp_path / "ood")
     qualities = {"jpeg": set(), "photo": set()}
     for row in drawn[drawn["condition"].isin(qualities)].itertuples():
@@ -147,7 +147,7 @@ def test_drawn_jpegs_keep_the_quality_they_were_drawn_at(tmp_path):
 
 def test_not_digits_are_drawn_for_each_part_draw_and_kind_and_refused(tmp_path):
     each = len(ood.CONDITIONS)
-    ood.build(tmp_path / "ood", each, draws=2, seed=0)
+    ood.build(tmp_path / "ood", 1, draws=2, seed=0, not_digits=each)
     found = read_not_digits(tmp_path / "ood")
     assert (found.groupby(["part", "draw", "kind"]).size() == each).all()
     assert len(found) == each * 2 * len(PARTS) * len(ood.NOT_DIGIT_KINDS)

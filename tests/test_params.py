@@ -37,7 +37,7 @@ def test_defaults_are_the_seed_recipe():
                                 "elastic": 0.0, "blur": 0.0}
     assert train["model"]["batch_norm"] is False
     assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
-    assert project_params()["ood"] == {"count": None, "draws": 3, "seed": 0}
+    assert project_params()["ood"] == {"count": None, "draws": 3, "not_digits": 50, "seed": 0}
     mnist_c = project_params()["mnist_c"]
     assert mnist_c["count"] is None and len(mnist_c["corruptions"]) == 15
     assert project_params()["plot"]["grid_size"] == 100

@@ -7,7 +7,8 @@ The page (serve_page.html beside this file, which loads nothing from the network
 drawing, or an uploaded photo or scan, as the body of POST /predict. The server prepares it
 with stages.lib.prepare.load_digit and answers with predict's own classify and seen_image, so a
 drawing saved as a file gets the same answer from mnist-predict. Bad input gets a 4xx answer
-with a one-line message, and the server keeps serving. Ctrl-C stops it.
+with a one-line message, too many requests at once a 503, a bug a 500, and the server keeps
+serving. Ctrl-C stops it.
 """
 
 import argparse

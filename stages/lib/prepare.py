@@ -40,7 +40,7 @@ WORK_PIXELS = 2_000_000
 # (docs/handwriting.md): at most MAX_CROSSINGS crossings and branchings of its strokes, strokes
 # at most MAX_STROKE of its size wide, one mark (several side by side are several digits).
 MAX_CROSSINGS = 5
-MAX_STROKE = 0.8
+MAX_STROKE = 0.7
 MARK_SHARE = 0.1  # of the ink: a smaller patch is part of a mark, not a mark of its own
 MEASURE_SIDE = 40  # pixels: the ink's longer side when its strokes' crossings are counted
 
@@ -156,7 +156,8 @@ def one_digit_measures(mask):
     skeleton = skeletonize(small)
     neighbours = convolve(skeleton.astype(np.int32), np.ones((3, 3), np.int32), mode="constant")
     crossings = label(skeleton & (neighbours >= 4), structure=np.ones((3, 3)))[1]
-    stroke = 2 * distance_transform_edt(mask).max() / max(mask.shape)
+    # Paper all round: the crop's edges are the ink's own, and the distances run to the paper.
+    stroke = 2 * distance_transform_edt(np.pad(mask, 1)).max() / max(mask.shape)
     return {"side_by_side": side_by_side, "crossings": crossings, "stroke": float(stroke)}
 
 
