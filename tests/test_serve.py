@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +152,11 @@ def png_of(data_url):
 
 
 def percentage(probability):
-    """The page's rendering of a probability."""
-    return "<0.1%" if probability < 0.001 else f"{100 * probability:.1f}%"
+    """The page's rendering of a probability: JavaScript's toFixed(1), which rounds a half up
+    (0.25 to 0.3) where Python's format rounds it to even (0.2)."""
+    if probability < 0.001:
+        return "<0.1%"
+    return f"{Decimal(100 * probability).quantize(Decimal('0.1'), ROUND_HALF_UP)}%"
 
 
 @pytest.fixture(scope="module")
