@@ -6,6 +6,8 @@ import pytest
 import yaml
 from scipy import stats
 from skimage import color
+from skimage.feature import canny
+from skimage.util import random_noise
 
 from stages.lib import corruptions
 from stages.lib.corruptions import CORRUPTIONS, SIDE
@@ -413,3 +415,80 @@ def test_zigzag_corners_are_the_benchmarks():
     columns, heights = corruptions.zigzag_corners(23.0, 2.0)
     np.testing.assert_allclose(columns, [0, 2, 6, 10, 14, 18, 22, 23])
     np.testing.assert_allclose(heights, [0, 2, -2, 2, -2, 2, -2, -1 / 3])
+
+
+class LegacyStream:
+    """Draws as the benchmark's code does, from NumPy's global legacy stream seeded with 0."""
+
+    def __init__(self):
+        self.stream = np.random.RandomState(0)
+
+    def uniform(self, low, high, size):
+        return self.stream.uniform(low, high, size)
+
+
+# The benchmark's plasma_fractal(mapsize=4, wibbledecay=1.4) after np.random.seed(0), computed
+# once with its code (google-research/mnist-c, corruptions.py).
+BENCHMARK_PLASMA_4 = [[0.20027608, 1.0, 0.77043667, 0.98725896],
+                      [0.42508218, 0.50200567, 0.56853886, 0.35481996],
+                      [0.5028995, 0.34498072, 0.3164363, 0.74066182],
+                      [0.94161411, 0.62464499, 0.0, 0.37173557]]
+
+
+def test_fogs_clouds_are_the_benchmarks_plasma_for_the_same_draws():
+    clouds = corruptions.plasma(1, LegacyStream(), 4, corruptions.FOG["decay"])[0]
+    np.testing.assert_allclose(clouds, BENCHMARK_PLASMA_4, atol=1e-8)
+
+
+def test_fog_adds_its_clouds_and_dims_as_the_benchmark_does(monkeypatch):
+    clouds = np.linspace(0, 1, SIDE * SIDE).reshape(1, SIDE, SIDE)
+    monkeypatch.setattr(corruptions, "plasma",
+                        lambda count, rng, side, decay: np.pad(clouds, ((0, 0), (0, 228), (0, 228))))
+    images = 0.8 * square()
+    # The benchmark: x + 3 * clouds, times max(x) / (max(x) + 3), clipped.
+    expected = np.clip((images + 3.0 * clouds) * 0.8 / (0.8 + 3.0), 0, 1)
+    np.testing.assert_allclose(corruptions.fog(images, rng()), expected)
+
+
+class FixedNormal:
+    def __init__(self, values):
+        self.values = values
+
+    def normal(self, mean, spread, shape):
+        return self.values.reshape(shape)
+
+
+def test_spatter_is_the_benchmarks_mud_for_the_same_draws():
+    from skimage.filters import gaussian
+
+    liquid = rng(5).normal(0.65, 0.3, (SIDE, SIDE))
+    images = square()
+    # The benchmark (severity 4): gaussian(liquid, sigma=1), what is under 0.65 dropped, the rest
+    # a mask blurred by sigma 1.5, kept from 0.8 up: the mud, of gray 63/255, over the ink.
+    blurred_liquid = gaussian(liquid, sigma=1)
+    blurred_liquid[blurred_liquid < 0.65] = 0
+    mud = gaussian(np.where(blurred_liquid > 0.65, 1, 0).astype(np.float32), sigma=1.5)
+    mud[mud < 0.8] = 0
+    expected = np.clip(images[0] * (1 - mud) + 63 / 255 * mud, 0, 1)
+    assert mud.max() > 0.8  # the draw spatters
+    np.testing.assert_allclose(corruptions.spatter(images, FixedNormal(liquid))[0], expected,
+                               atol=1e-6)
+
+
+def test_impulse_noise_and_canny_edges_are_the_benchmarks_calls():
+    images = digits(3)
+    np.testing.assert_array_equal(
+        corruptions.impulse_noise(images, rng(9)),
+        random_noise(images, mode="s&p", amount=0.17, rng=rng(9)))
+    np.testing.assert_array_equal(corruptions.canny_edges(images, rng()),
+                                  np.stack([canny(image) for image in images]).astype(float))
+
+
+def test_shot_noise_is_the_benchmarks_photon_count():
+    class Counts:
+        def poisson(self, expected):
+            assert np.allclose(expected, 3 * square())  # 3 photons at full ink
+            return np.where(square() > 0, 4, 1)
+
+    np.testing.assert_allclose(corruptions.shot_noise(square(), Counts()),
+                               np.where(square() > 0, 1.0, 1 / 3))

@@ -85,6 +85,7 @@ def test_the_table_lists_every_code_file_and_params_section():
     assert sorted(documented_table()) == sorted(changes())
 
 
+@pytest.mark.slow  # a DVC status for each of some sixty changes
 def test_each_change_reruns_the_stages_the_table_names(project):
     assert stages_reported(project) == set(), "dvc.lock is out of step (tests/test_lock.py)"
     table = documented_table()
