@@ -1,6 +1,8 @@
 """MNIST-C's corruptions: each has the property the benchmark gives it, and the mnist_c stage
 writes what params.yaml asks for, the same for the same seed."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -492,3 +494,29 @@ def test_shot_noise_is_the_benchmarks_photon_count():
 
     np.testing.assert_allclose(corruptions.shot_noise(square(), Counts()),
                                np.where(square() > 0, 1.0, 1 / 3))
+
+
+class FixedAngle:
+    def __init__(self, degrees):
+        self.degrees = degrees
+
+    def uniform(self, low, high, size):
+        return np.full(size, self.degrees)
+
+
+# ImageMagick 6.9's MotionBlurImage(radius 10, sigma 3, angle) on a ring (rows and columns 8-19,
+# hollow 11-16) saved as an 8-bit PNG, as the benchmark calls it through Wand, computed once
+# (Debian's libmagickwand-6.q16-6, Wand 0.6) and stored as the PNG's decoded levels.
+IMAGEMAGICK_MOTION_BLUR = Path(__file__).parent / "data/imagemagick_motion_blur.npz"
+
+
+@pytest.mark.parametrize("degrees, name", [(0.0, "angle_plus0"), (30.0, "angle_plus30"),
+                                           (-45.0, "angle_minus45")])
+def test_motion_blur_is_imagemagicks_within_a_level(degrees, name):
+    ring = blank()
+    ring[0, 8:20, 8:20] = 1.0
+    ring[0, 11:17, 11:17] = 0.0
+    with np.load(IMAGEMAGICK_MOTION_BLUR) as expected:
+        levels = expected[name].astype(float)
+    ours = np.round(corruptions.motion_blur(ring, FixedAngle(degrees))[0] * 255)
+    assert np.abs(ours - levels).max() <= 1 and np.abs(ours - levels).mean() < 0.25
