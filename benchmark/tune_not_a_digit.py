@@ -26,10 +26,7 @@ from stages.lib.drawn import OOD_DIR, read_labels, read_not_digits  # noqa: E402
 def measures(path):
     """one_digit_measures of an image file's ink, as mnist_like finds it; None without ink."""
     with Image.open(path) as image:
-        ink = prepare.ink_map(ImageOps.exif_transpose(prepare.working_size(image)))
-    if prepare.paper_noise(ink) > prepare.NOISY_PAPER:
-        ink = prepare.without_specks(prepare.median_filter(ink, size=3))
-        ink = ink / max(ink.max(), 1e-6)
+        ink = prepare.cleaned_ink(ImageOps.exif_transpose(prepare.working_size(image)))
     mask = ink >= prepare.INK_THRESHOLD
     return prepare.one_digit_measures(mask) if mask.any() else None
 

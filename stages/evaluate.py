@@ -96,7 +96,8 @@ def not_digit_scores(folder):
 def mnist_c_scores(model, batch_size):
     """Accuracy on the test set under each of MNIST-C's corruptions, in the mnist_c stage's order."""
     labels, corrupted = load_corrupted()
-    rows = [(name, score_stored_images(model, images, labels, batch_size)[1]) for name, images in corrupted.items()]
+    rows = [(name, score_stored_images(model, images, labels, batch_size)[1])
+            for name, images in corrupted.items()]
     return pd.DataFrame(rows, columns=["corruption", "accuracy"]).round(4)
 
 
@@ -170,7 +171,8 @@ def main():
     test_loss, test_accuracy, probabilities = score_stored_images(
         model, test_images, test_labels, evaluate["batch_size"]
     )
-    train_loss, train_accuracy, _ = score_stored_images(model, train_images, train_labels, evaluate["batch_size"])
+    train_loss, train_accuracy, _ = score_stored_images(model, train_images, train_labels,
+                                                        evaluate["batch_size"])
     ood_loss, ood_each_draw, ood_refused, ood_by_condition = ood_scores(
         model, OOD_DIR, evaluate["batch_size"])
     not_digits_refused, not_digits_by_kind = not_digit_scores(OOD_DIR)

@@ -152,7 +152,8 @@ def one_digit_measures(mask):
     side_by_side = 1 + sum(later[0] > earlier[1] for earlier, later in zip(spans, spans[1:]))
     scale = MEASURE_SIDE / max(mask.shape)
     size = (max(1, round(mask.shape[1] * scale)), max(1, round(mask.shape[0] * scale)))
-    small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR)) >= 128
+    scaled = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR)
+    small = np.asarray(scaled) >= 128
     skeleton = skeletonize(small)
     neighbours = convolve(skeleton.astype(np.int32), np.ones((3, 3), np.int32), mode="constant")
     crossings = label(skeleton & (neighbours >= 4), structure=np.ones((3, 3)))[1]
@@ -172,17 +173,21 @@ def not_one_digit(measures):
     return None
 
 
-def mnist_like(image, denoise=True):
-    """A 28x28 float32 array in [0, 1], light ink on black, centred by its centre of mass.
-
-    On noisy paper (grain, sensor noise, JPEG speckle) a 3x3 median filter runs first, the specks
-    it leaves are removed and the ink is scaled to full white again; `denoise=False` skips this (benchmark/ood_denoise.py
-    measures what it gains).
-    """
+def cleaned_ink(image, denoise=True):
+    """ink_map's ink; on noisy paper (grain, sensor noise, JPEG speckle) a 3x3 median filter runs
+    first, the specks it leaves are removed and the ink is scaled to full white again.
+    `denoise=False` skips this (benchmark/ood_denoise.py measures what it gains)."""
     ink = ink_map(image)
     if denoise and paper_noise(ink) > NOISY_PAPER:
         ink = without_specks(median_filter(ink, size=3))
         ink = ink / max(ink.max(), 1e-6)
+    return ink
+
+
+def mnist_like(image, denoise=True):
+    """A 28x28 float32 array in [0, 1], light ink on black, centred by its centre of mass, from
+    cleaned_ink's ink; an ImageError when there is none, or it is not one digit."""
+    ink = cleaned_ink(image, denoise)
     rows, columns = np.nonzero(ink >= INK_THRESHOLD)
     if rows.size == 0:
         raise ImageError("no ink found (a blank image?)")
