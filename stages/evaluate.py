@@ -1,17 +1,16 @@
 """Stage evaluate: the recipe's test and training-set scores, plus where the model goes wrong.
 
 Writes reports/metrics.json (headline metrics) and reports/eval/: predictions.csv (one row a
-test image, DVC's confusion-matrix source), per_class.csv, misclassified.csv and ood.csv (the
-score on the reporting part of the digits that are not MNIST, data/ood/, by how they were
-drawn) and mnist_c.csv (the
-accuracy under each corruption of MNIST-C, data/mnist_c.npz). Publishes the
-train stage's log to reports/training/: metrics.json, loss.csv, accuracy.csv and speed.csv (see
-publish_training_log). The model is scored on the backend that trained it (the run record's
-`backend`), so train.backend is not one of this stage's params.
+test image, DVC's confusion-matrix source), per_class.csv, misclassified.csv, ood.csv (the score
+on the reporting part of the digits that are not MNIST, data/ood/, by how they were drawn) and
+mnist_c.csv (the accuracy under each corruption of MNIST-C, data/mnist_c.npz). Publishes the
+train stage's log to reports/training/: metrics.json (with time_to), loss.csv, accuracy.csv,
+accuracy_by_seconds.csv and speed.csv (see publish_training_log). The model is scored on the
+backend that trained it (the run record's `backend`), so train.backend is not one of this
+stage's params.
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -143,20 +142,41 @@ def epoch_curve(metric):
     return pd.concat(curves, ignore_index=True)
 
 
+# Validation accuracies whose first arrival each run records, in seconds of training.
+TIME_TO_ACCURACIES = {"accuracy_99": 0.99, "accuracy_99_5": 0.995, "accuracy_99_7": 0.997}
+
+
+def time_to(validation_accuracy, training_seconds):
+    """The seconds of training (validation left out) at the end of the first epoch whose
+    validation accuracy reached each of TIME_TO_ACCURACIES; None where no epoch did, or where no
+    images were held out."""
+    curve = validation_accuracy.merge(training_seconds, on="epoch")
+    return {name: (float(curve.loc[curve["accuracy"] >= goal, "training_seconds"].min())
+                   if (curve["accuracy"] >= goal).any() else None)
+            for name, goal in TIME_TO_ACCURACIES.items()}
+
+
 def publish_training_log():
-    """Publish train's DVCLive log to git: the last epoch, speed and run record as it is, the
-    curves one row an epoch, training and validation rows together so one chart draws both.
+    """Publish train's DVCLive log to git: the last epoch, speed and run record as it is, with
+    the time to each validation accuracy (time_to) added; the curves one row an epoch, training
+    and validation rows together so one chart draws both, by epoch and by seconds of training.
 
     Train keeps its own copy DVC-cached: `dvc push --run-cache` carries cached outputs only, so a
     git-tracked output of train would stop a teammate's restore of it. This copy is git-tracked,
     so a clone without the cache or remote still shows, diffs and plots the whole run.
     """
-    with atomic_path(TRAINING_DIR / "metrics.json") as temporary:
-        shutil.copyfile(TRAIN_LOG_DIR / "metrics.json", temporary)
     for metric in ["loss", "accuracy"]:
         write_csv(epoch_curve(metric), TRAINING_DIR / f"{metric}.csv", index=False)
     speed = logged("speed", "epoch_seconds").merge(logged("speed", "images_per_second"))
     write_csv(speed, TRAINING_DIR / "speed.csv", index=False)
+    seconds = logged("speed", "training_seconds")
+    by_seconds = epoch_curve("accuracy").merge(seconds, on="epoch")
+    write_csv(by_seconds[["training_seconds", "measured_on", "accuracy"]],
+              TRAINING_DIR / "accuracy_by_seconds.csv", index=False)
+    validation = by_seconds[by_seconds["measured_on"] == "validation images"]
+    log = json.loads((TRAIN_LOG_DIR / "metrics.json").read_text())
+    log["time_to"] = time_to(validation[["epoch", "accuracy"]], seconds)
+    write_json(TRAINING_DIR / "metrics.json", log)
 
 
 def main():

@@ -248,7 +248,8 @@ def main():
             batches=training_batches(train_images, train_labels, train["batch_size"],
                                      train["seed"], len(history), train["epochs"], shards),
             steps_per_epoch=steps, validation_data=validation_data,
-            callbacks=[stop, EpochSeeds(train["seed"]), EpochTimer(len(train_images)),
+            callbacks=[stop, EpochSeeds(train["seed"]),
+                       EpochTimer(len(train_images), history),
                        Checkpoint(history, run_fingerprint)])
     if stop.received:
         print(f"\ntrain: interrupted after {len(history)} of {train['epochs']} epochs; "

@@ -135,6 +135,19 @@ def test_validation_curves_share_the_training_curves_charts(tmp_path, tiny_mirro
         curves = pd.read_csv(project / f"reports/training/{metric}.csv")
         validation = curves[curves["measured_on"] == "validation images"]
         assert list(validation["epoch"]) == [1, 2] and validation[metric].notna().all()
+    # The same accuracies against the seconds of training each epoch ended at.
+    epoch_seconds = pd.read_csv(project / "reports/training/speed.csv")["epoch_seconds"]
+    by_seconds = pd.read_csv(project / "reports/training/accuracy_by_seconds.csv")
+    for measured_on in ["training batches", "validation images"]:
+        rows = by_seconds[by_seconds["measured_on"] == measured_on]
+        assert np.allclose(rows["training_seconds"], epoch_seconds.cumsum())
+        assert list(rows["accuracy"]) == list(curves.loc[curves["measured_on"] == measured_on,
+                                                         "accuracy"])
+    training = json.loads((project / "reports/training/metrics.json").read_text())
+    validation_accuracy = list(validation["accuracy"])
+    reached = [epoch for epoch, accuracy in enumerate(validation_accuracy) if accuracy >= 0.99]
+    assert training["time_to"]["accuracy_99"] == (
+        epoch_seconds.cumsum()[reached[0]] if reached else None)
     monkeypatch.chdir(project)
     figure = plot.training_curves()
     for axis in figure.axes:

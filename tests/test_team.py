@@ -128,7 +128,8 @@ def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_pat
     assert set(metrics["reports/metrics.json"]["data"]) >= {"test", "train_set", "test_macro_f1", "ood"}
     training = metrics["reports/training/metrics.json"]["data"]
     assert set(training["training_batches"]) == {"loss", "accuracy"}
-    assert set(training["speed"]) == {"epoch_seconds", "images_per_second"}
+    assert set(training["speed"]) == {"epoch_seconds", "images_per_second", "training_seconds"}
+    assert set(training["time_to"]) == {"accuracy_99", "accuracy_99_5", "accuracy_99_7"}
     assert training["run"]["precision"]["used"] in {"float32", "mixed_bfloat16"}
     assert training["run"]["device"]["type"] == "CPU" and training["run"]["device"]["name"]
 
@@ -138,7 +139,7 @@ def test_fresh_clone_without_cache_or_remote_shows_every_result(history, tmp_pat
     assert {"training_batches.loss", "training_batches.accuracy", "speed.epoch_seconds"} <= set(changed)
 
     drawn_from_data = ["reports/training/loss.csv", "reports/training/accuracy.csv",
-                       "reports/training/speed.csv",
+                       "reports/training/speed.csv", "reports/training/accuracy_by_seconds.csv",
                        "reports/eval/predictions.csv", "reports/eval/per_class.csv"]
     for command, revisions in ((["dvc", "plots", "show", "--json"], {"workspace"}),
                                (["dvc", "plots", "diff", baseline, "--json"],
