@@ -166,6 +166,9 @@ class Params(params.Section):
     lr_warmup_epochs: float = Field(ge=0, description="epochs of linear warm-up (cosine schedule)")
     label_smoothing: float = Field(ge=0, lt=1, description="targets of 1 - s for the right digit, "
                                                            "s / 10 spread over all")
+    test_time_shift: int = Field(ge=0, le=3, description="pixels: the saved model averages each "
+                                                         "image's probabilities with those of "
+                                                         "four copies moved this far (0: off)")
     augment: Augment
     model: Architecture
 
@@ -194,7 +197,7 @@ def main():
 
     from stages.lib import checkpoint, provenance
     from stages.lib.atomic import atomic_path
-    from stages.lib.model import build_model, compile_model, model_inputs
+    from stages.lib.model import build_model, compile_model, model_inputs, with_test_time_shifts
     from stages.lib.training import (Checkpoint, EpochSeeds, EpochTimer, StopOnSignal, fit,
                                      steps_per_epoch, training_batches)
 
@@ -257,7 +260,7 @@ def main():
         sys.exit(128 + stop.received)
 
     with atomic_path(MODEL_PATH) as temporary:
-        model.save(temporary)
+        with_test_time_shifts(model, train["test_time_shift"]).save(temporary)
     checkpoint.clear()
     print(f"train: model saved to {MODEL_PATH}")
 

@@ -369,3 +369,29 @@ def test_fused_batch_normalization_trains_like_keras(dtype):
     tolerance = 1e-4 if dtype == "float32" else 0.05
     for fused, own in zip(*results, strict=True):
         np.testing.assert_allclose(fused, own, atol=tolerance * max(1, np.abs(own).max()))
+
+
+def moved(images, rows, columns):
+    """A hand-written reference for Shifted: numpy slicing into a black canvas."""
+    canvas = np.zeros_like(images)
+    height, width = images.shape[1:3]
+    canvas[:, max(rows, 0):height + min(rows, 0), max(columns, 0):width + min(columns, 0)] = \
+        images[:, max(-rows, 0):height - max(rows, 0), max(-columns, 0):width - max(columns, 0)]
+    return canvas
+
+
+@pytest.mark.parametrize("shift", [1, 2])
+def test_test_time_shifts_average_five_views_and_survive_saving(tmp_path, shift):
+    train = project_params()["train"]
+    base = build_model(train)
+    images = np.random.default_rng(0).random((6, 28, 28, 1)).astype("float32")
+    views = [images] + [moved(images, rows, columns)
+                        for rows, columns in ((-shift, 0), (shift, 0), (0, -shift), (0, shift))]
+    expected = np.mean([base.predict(view, verbose=0) for view in views], axis=0)
+    assert not np.allclose(expected, base.predict(images, verbose=0), atol=1e-4)
+
+    averaged = model_module.with_test_time_shifts(base, shift)
+    averaged.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    assert np.allclose(loaded.predict(images, verbose=0), expected, atol=1e-6)
+    assert model_module.with_test_time_shifts(base, 0) is base

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from stages import plot
+from stages.lib.model import load_model
 from stages.lib.prepare import ImageError, load_digit
 from tests.conftest import MNIST_C_DIGITS, OOD_DIGITS, make_project, run, run_capturing, set_params, stages_run
 
@@ -124,12 +125,18 @@ def test_xla_compiles_and_the_run_records_what_it_gave_up(tmp_path, tiny_mirror)
     assert run_record["op_determinism"] is False
 
 
-def test_validation_curves_share_the_training_curves_charts(tmp_path, tiny_mirror, monkeypatch):
+def test_validation_curves_by_epoch_and_seconds_and_a_shift_averaged_model(tmp_path, tiny_mirror, monkeypatch):
     project = tmp_path / "project"
     env = make_project(project, *tiny_mirror,
-                       **{"train.epochs": 2, "preprocess.validation_split": 0.2})
+                       **{"train.epochs": 2, "preprocess.validation_split": 0.2,
+                          "train.test_time_shift": 2})
 
     run(["dvc", "repro", "evaluate"], project, env)  # which writes the curves' files
+
+    # Saved averaging the image and four copies moved two pixels (test_model checks the sums).
+    saved = load_model(project / "data/model/model.keras")
+    assert sorted((layer.rows, layer.columns) for layer in saved.layers
+                  if type(layer).__name__ == "Shifted") == [(-2, 0), (0, -2), (0, 2), (2, 0)]
 
     for metric in ["loss", "accuracy"]:
         curves = pd.read_csv(project / f"reports/training/{metric}.csv")

@@ -67,6 +67,40 @@ def build_model(train):
     return keras.Sequential(layers, name="mnist_cnn")
 
 
+@keras.saving.register_keras_serializable(package="mnist_dvc")
+class Shifted(keras.layers.Layer):
+    """The images moved `rows` pixels down and `columns` right (negative: up, left), the pixels
+    moved in black, as around a handwritten digit."""
+
+    def __init__(self, rows, columns, **kwargs):
+        super().__init__(**{"dtype": "float32", **kwargs})
+        self.rows, self.columns = rows, columns
+
+    def call(self, images):
+        rows, columns = self.rows, self.columns
+        height, width = images.shape[1:3]
+        padded = keras.ops.pad(images, [[0, 0], [max(rows, 0), max(-rows, 0)],
+                                        [max(columns, 0), max(-columns, 0)], [0, 0]])
+        top, left = max(-rows, 0), max(-columns, 0)
+        return padded[:, top:top + height, left:left + width, :]
+
+    def get_config(self):
+        return {**super().get_config(), "rows": self.rows, "columns": self.columns}
+
+
+def with_test_time_shifts(model, shift):
+    """The trained model as train saves it: with shift 0, itself; else one model that averages
+    its probabilities over each image and four copies moved `shift` pixels up, down, left and
+    right (test-time augmentation), so that evaluate, predict and serve all read digits so."""
+    if not shift:
+        return model
+    images = keras.Input(shape=(28, 28, 1))
+    views = [images] + [Shifted(rows, columns)(images)
+                        for rows, columns in ((-shift, 0), (shift, 0), (0, -shift), (0, shift))]
+    probabilities = keras.layers.Average(dtype="float32")([model(view) for view in views])
+    return keras.Model(images, probabilities, name=f"{model.name}_shift_averaged")
+
+
 def compile_model(model, train, steps_per_epoch):
     """The model compiled with train's label smoothing and optimizer; returns it."""
     model.compile(
