@@ -1,0 +1,62 @@
+"""One row an experiment of this clone (`dvc exp show --all-commits`): the commit it ran on,
+recipe, seed, seconds of training, time to each validation accuracy, the last epoch's
+validation accuracy, MNIST test accuracy, the drawn digits' reporting part (mean, lowest and
+highest draw), MNIST-C's mean and the CPU or GPU it ran on. docs/recipes.md and docs/speed.md
+quote its rows; --csv appends the rows not yet in a file, so runs of several sessions and
+machines add up (benchmark/recipe_runs.csv).
+
+    python benchmark/experiment_table.py [--csv benchmark/recipe_runs.csv]
+"""
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+
+def rows(shown):
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            data = experiment["revs"][0].get("data") or {}
+            metrics = {path: found["data"] for path, found in data.get("metrics", {}).items()}
+            if "reports/metrics.json" not in metrics or data.get("rev") == "workspace":
+                continue  # failed, queued or still running
+            params = data["params"]["params.yaml"]["data"]
+            scores, training = metrics["reports/metrics.json"], metrics["reports/training/metrics.json"]
+            device, time_to = training["run"]["device"], training.get("time_to", {})
+            yield {
+                "commit": commit["rev"][:7],
+                "recipe": params["recipe"], "seed": params["train"]["seed"],
+                "training_seconds": round(training["speed"].get("training_seconds", float("nan"))),
+                # DVC leaves out a null metric: never reached, or nothing held out.
+                **{f"to_{goal}": round(seconds) if (seconds := time_to.get(f"accuracy_{goal}"))
+                   else None for goal in ("99", "99_5", "99_7")},
+                "validation": round(training.get("validation", {}).get("accuracy", float("nan")), 4),
+                "test": scores["test"]["accuracy"],
+                "drawn": scores["ood"]["accuracy"], "drawn_lowest": scores["ood"]["lowest_draw"],
+                "drawn_highest": scores["ood"]["highest_draw"],
+                "mnist_c": scores["mnist_c"]["mean_accuracy"],
+                "device": f"{device['type']} {device['name']}",
+                "precision": training["run"]["precision"]["used"],
+            }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", help="also add the rows to this CSV file")
+    args = parser.parse_args()
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--all-commits", "--json"],
+                                      capture_output=True, text=True, check=True).stdout)
+    table = pd.DataFrame(list(rows(shown))).sort_values(["recipe", "seed", "commit"])
+    print(table.to_string(index=False))
+    if args.csv:
+        if Path(args.csv).exists():
+            table = pd.concat([pd.read_csv(args.csv), table]).drop_duplicates(
+                ["commit", "recipe", "seed", "training_seconds", "test"])
+        table.to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()
