@@ -20,7 +20,8 @@ def rows(shown):
     for commit in shown:
         for experiment in commit.get("experiments") or []:
             data = experiment["revs"][0].get("data") or {}
-            metrics = {path: found["data"] for path, found in data.get("metrics", {}).items()}
+            metrics = {path: found["data"] for path, found in data.get("metrics", {}).items()
+                       if "data" in found}
             if "reports/metrics.json" not in metrics or data.get("rev") == "workspace":
                 continue  # failed, queued or still running
             params = data["params"]["params.yaml"]["data"]

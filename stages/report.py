@@ -82,6 +82,18 @@ def epochs():
     return table.to_markdown(floatfmt=["", *[".4f"] * curve_columns, ".1f", ".0f"])
 
 
+def time_to(training):
+    """The run's seconds of training, and when the validation accuracy first reached each goal."""
+    total = f"{training['speed']['training_seconds']:.0f} s of training in all"
+    if "validation" not in training:
+        return f"{total}; no validation images were held out, so no time to accuracy."
+    reached = [f"{goal}: " + ("not reached" if (seconds := training["time_to"][key]) is None
+                              else f"{seconds:.0f} s")
+               for goal, key in (("0.99", "accuracy_99"), ("0.995", "accuracy_99_5"),
+                                 ("0.997", "accuracy_99_7"))]
+    return f"{total}; time to validation accuracy {', '.join(reached)}."
+
+
 def digits():
     per_class = pd.read_csv(REPORTS_DIR / "eval/per_class.csv", index_col="digit")
     return per_class.to_markdown(floatfmt=["", ".4f", ".4f", ".4f", ".0f", ".0f"])
@@ -152,8 +164,11 @@ each is made: [docs/robustness.md](../docs/robustness.md)).
 
 Loss and accuracy on the training batches are the running means over each epoch, with dropout
 on; on the validation images (when preprocess holds some out) they are measured at its end.
+Seconds are of training, the validation pass left out.
 
 {epochs()}
+
+{time_to(training)}
 
 ## Each digit (test set)
 

@@ -21,9 +21,9 @@ from tests.conftest import ROOT, clone, run, run_capturing, stages_run
 pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-VEGA_PLOTS = 8  # loss, accuracy, seconds each epoch, confusion matrix, errors of each digit,
-# out-of-distribution accuracy by how the digits were drawn, the not-digits refused by kind,
-# accuracy under each MNIST-C corruption
+VEGA_PLOTS = 9  # loss, accuracy, accuracy against seconds, seconds each epoch, confusion
+# matrix, errors of each digit, out-of-distribution accuracy by how the digits were drawn, the
+# not-digits refused by kind, accuracy under each MNIST-C corruption
 
 
 def at(project, env, revision, path):
@@ -60,8 +60,10 @@ def test_pipeline_writes_a_reports_readme_that_matches_its_metrics(history):
         per_class = pd.read_csv(io.StringIO(at(project, env, revision, "reports/eval/per_class.csv")))
         for row in per_class.itertuples():
             assert re.search(rf"\|\s+{row.digit} \|\s+{row.precision:.4f} \|", page)
-        record = json.loads(at(project, env, revision, "reports/training/metrics.json"))["run"]
-        assert f"- precision: {record['precision']['used']} (asked for " in page
+        training = json.loads(at(project, env, revision, "reports/training/metrics.json"))
+        assert f"- precision: {training['run']['precision']['used']} (asked for " in page
+        assert (f"{training['speed']['training_seconds']:.0f} s of training in all; no "
+                "validation images were held out") in page
         links = image_links(page)
         assert sorted(links) == sorted(f"figures/{name}" for name in FIGURES)
         for link in links:  # each committed beside the page
