@@ -157,6 +157,7 @@ def test_jax_data_parallel_matches_single_device(tmp_path, tiny_mirror, jax_env)
     project = tmp_path / "project"
     env = make_project(project, *tiny_mirror, recipe="strong", **{
         "train.backend": "jax", "train.epochs": 2, "preprocess.train_limit": 256,
+        "preprocess.validation_split": 0.0,  # every image in the batches counted below
     })
     env.update(jax_env)
     run(["dvc", "repro", "preprocess"], project, env)
