@@ -30,6 +30,7 @@ def rows(shown):
             yield {
                 "commit": commit["rev"][:7],
                 "recipe": params["recipe"], "seed": params["train"]["seed"],
+                "epochs": params["train"]["epochs"], "batch_size": params["train"]["batch_size"],
                 "training_seconds": round(training["speed"].get("training_seconds", float("nan"))),
                 # DVC leaves out a null metric: never reached, or nothing held out.
                 **{f"to_{goal}": round(seconds) if (seconds := time_to.get(f"accuracy_{goal}"))
