@@ -31,6 +31,8 @@ def rows(shown):
                 "commit": commit["rev"][:7],
                 "recipe": params["recipe"], "seed": params["train"]["seed"],
                 "epochs": params["train"]["epochs"], "batch_size": params["train"]["batch_size"],
+                "ema": params["train"]["optimizer"].get("use_ema", False),
+                "shift": params["train"].get("test_time_shift", 0),
                 "training_seconds": round(training["speed"].get("training_seconds", float("nan"))),
                 # DVC leaves out a null metric: never reached, or nothing held out.
                 **{f"to_{goal}": round(seconds) if (seconds := time_to.get(f"accuracy_{goal}"))
@@ -56,7 +58,7 @@ def main():
     if args.csv:
         if Path(args.csv).exists():
             table = pd.concat([pd.read_csv(args.csv), table]).drop_duplicates(
-                ["commit", "recipe", "seed", "training_seconds", "test"])
+                ["commit", "recipe", "seed", "training_seconds", "test"], keep="last")
         table.to_csv(args.csv, index=False)
 
 
