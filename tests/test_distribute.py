@@ -93,6 +93,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # 9 s: the heaviest of the fast subset
 def test_replicas_draw_their_own_dropout_and_share_batch_statistics():
     train = project_params()["train"]
     train["distribute"] = "mirrored"

@@ -126,6 +126,7 @@ def test_thickness_blends_towards_dilation_or_erosion_up_to_its_limit():
     assert abs(np.mean(fractions)) < 0.03
 
 
+@pytest.mark.slow  # 9 s: the heaviest of the fast subset
 def test_blur_blends_towards_the_gaussian_of_its_sigma_then_back_to_full_white():
     images = np.repeat(one_digit(), 200, axis=0)
     original = images[0, :, :, 0]
