@@ -151,9 +151,10 @@ def time_to(validation_accuracy, training_seconds):
     validation accuracy reached each of TIME_TO_ACCURACIES; None where no epoch did, or where no
     images were held out."""
     curve = validation_accuracy.merge(training_seconds, on="epoch")
-    return {name: (float(curve.loc[curve["accuracy"] >= goal, "training_seconds"].min())
-                   if (curve["accuracy"] >= goal).any() else None)
-            for name, goal in TIME_TO_ACCURACIES.items()}
+    reached = {name: curve.loc[curve["accuracy"] >= goal, "training_seconds"]
+               for name, goal in TIME_TO_ACCURACIES.items()}
+    return {name: float(seconds.min()) if len(seconds) else None
+            for name, seconds in reached.items()}
 
 
 def publish_training_log():
@@ -165,12 +166,13 @@ def publish_training_log():
     git-tracked output of train would stop a teammate's restore of it. This copy is git-tracked,
     so a clone without the cache or remote still shows, diffs and plots the whole run.
     """
-    for metric in ["loss", "accuracy"]:
-        write_csv(epoch_curve(metric), TRAINING_DIR / f"{metric}.csv", index=False)
+    curves = {metric: epoch_curve(metric) for metric in ["loss", "accuracy"]}
+    for metric, curve in curves.items():
+        write_csv(curve, TRAINING_DIR / f"{metric}.csv", index=False)
     speed = logged("speed", "epoch_seconds").merge(logged("speed", "images_per_second"))
     write_csv(speed, TRAINING_DIR / "speed.csv", index=False)
     seconds = logged("speed", "training_seconds")
-    by_seconds = epoch_curve("accuracy").merge(seconds, on="epoch")
+    by_seconds = curves["accuracy"].merge(seconds, on="epoch")
     write_csv(by_seconds[["training_seconds", "measured_on", "accuracy"]],
               TRAINING_DIR / "accuracy_by_seconds.csv", index=False)
     validation = by_seconds[by_seconds["measured_on"] == "validation images"]
