@@ -100,6 +100,14 @@ class Augment(params.Section):
     elastic: float = Field(ge=0, le=4, description="pixels: the largest displacement of a smooth "
                                                    "random distortion")
     blur: float = Field(ge=0, le=2, description="pixels: the largest Gaussian blur (sigma)")
+    light: float = Field(ge=0, le=1, description="the greyest paper, its light uneven "
+                                                 "(0: black, 1: white)")
+    noise: float = Field(ge=0, le=0.5, description="the largest share of pixels turned black "
+                                                   "or white, and the largest grain (sigma)")
+    strokes: int = Field(ge=0, le=5, description="stray pen strokes: up to this many lines "
+                                                 "across the digit")
+    erase: float = Field(ge=0, lt=1, description="the largest share of the image painted one "
+                                                 "random grey")
 
 
 class Architecture(params.Section):
@@ -112,6 +120,9 @@ class Architecture(params.Section):
     dense_units: list[Annotated[int, Field(ge=1)]] = Field(
         description="units of each hidden dense layer")
     dropout: float = Field(ge=0, lt=1, description="dropout rate before each dense layer")
+    normalize_ink: bool = Field(description="the paper brought to black and the strongest ink "
+                                            "to white inside the model, in training and "
+                                            "prediction alike")
     activation: Literal["relu", "elu", "gelu", "selu", "silu", "tanh", "sigmoid"] = Field(
         description="activation of the convolutions and hidden dense layers")
 

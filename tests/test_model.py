@@ -6,9 +6,10 @@ from PIL import Image
 from scipy import ndimage
 
 from stages.lib import model as model_module
-from stages.lib.augmentation import RandomAffine, RandomInk, affine_rows, bilinear, gaussian_blurred
+from stages.lib.augmentation import (RandomAffine, RandomInk, RandomPaper, affine_rows, bilinear,
+                                     gaussian_blurred)
 from stages.lib.batch_norm import FusedBatchNormalization
-from stages.lib.model import build_model, compile_model, load_model
+from stages.lib.model import InkNormalization, build_model, compile_model, load_model
 from stages.lib.optimizer import build_optimizer
 from stages.lib.prepare import mnist_like
 from tests.conftest import project_params, recipe_params
@@ -62,6 +63,16 @@ def test_handwriting_line_builds_the_strong_cnn_with_ink_augmentation(tmp_path):
     assert (ink.thickness, ink.elastic, ink.blur) == (1.0, 1.5, 1.0)
 
 
+def test_recommended_recipe_puts_the_handwriting_digits_on_paper_and_normalizes_their_ink():
+    layers = build_model(recipe_params("recommended")["train"]).layers
+    handwriting = build_model(recipe_params("handwriting")["train"]).layers
+    assert [type(layer).__name__ for layer in layers] == [
+        "RandomAffine", "RandomInk", "RandomPaper", "InkNormalization",
+        *[type(layer).__name__ for layer in handwriting[2:]]]
+    paper = layers[2]
+    assert (paper.light, paper.noise, paper.strokes, paper.erase) == (0.6, 0.15, 2, 0.25)
+
+
 def test_batch_norm_synchronizes_tensorflow_replicas_only():
     """An empty mapping of options still means batch normalization (one device, or JAX)."""
     train = recipe_params("strong")["train"]
@@ -106,6 +117,133 @@ def test_ink_augmentation_acts_in_training_only_and_only_when_asked(tmp_path):
     layer = RandomInk(thickness=1, elastic=2, blur=1, seed=0)
     digits = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
     assert np.array_equal(layer(digits, training=False), digits)
+
+
+@pytest.mark.parametrize("key, value", [("light", 0.5), ("noise", 0.1), ("strokes", 3),
+                                        ("erase", 0.2)])
+def test_paper_changes_act_in_training_only_and_only_when_asked(key, value):
+    train = recipe_params("handwriting")["train"]
+    assert "RandomPaper" not in [type(layer).__name__ for layer in build_model(train).layers]
+    layers = build_model({**train, "augment": {**train["augment"], key: value}}).layers
+    assert type(layers[2]).__name__ == "RandomPaper" and getattr(layers[2], key) == value
+    digits = np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
+    assert np.array_equal(layers[2](digits, training=False), digits)
+    assert not np.allclose(ink(layers[2], digits), digits)
+
+
+def blank(count, value=0.0):
+    return np.full((count, 28, 28, 1), value, "float32")
+
+
+def test_light_greys_half_the_papers_up_to_its_level_darker_towards_one_side():
+    papers = ink(RandomPaper(light=0.6, seed=0), blank(2000))[..., 0]
+    lit = papers.max(axis=(1, 2)) > 0
+    assert 0.45 < lit.mean() < 0.55
+    assert papers.max() <= 0.6 + 1e-6 and papers[lit].max(axis=(1, 2)).max() > 0.58
+    # Across each lit paper the light falls along one direction: a plane, clipped at its ends.
+    rows, columns = np.mgrid[0:28, 0:28]
+    falls = []
+    for paper in papers[lit][:200]:
+        inside = (paper > paper.min() + 1e-4) & (paper < paper.max() - 1e-4)
+        if inside.sum() < 10:
+            continue
+        design = np.stack([rows[inside], columns[inside], np.ones(inside.sum())], axis=1)
+        fitted, *_ = np.linalg.lstsq(design, paper[inside], rcond=None)
+        np.testing.assert_allclose(design @ fitted, paper[inside], atol=1e-4)
+        falls.append(1 - paper.min() / paper.max())
+    assert min(falls) < 0.1 and max(falls) > 0.9
+    # The ink is screened over the paper: 1 - (1 - ink)(1 - paper), full white staying white.
+    same_draws = ink(RandomPaper(light=0.6, seed=0), blank(2000, 0.5))[..., 0]
+    np.testing.assert_allclose(same_draws, 1 - 0.5 * (1 - papers), atol=1e-6)
+    assert ink(RandomPaper(light=0.6, seed=0), blank(50, 1.0)).min() == 1.0
+
+
+def test_noise_turns_up_to_its_share_of_pixels_black_or_white_and_adds_grain():
+    grey = blank(2000, 0.5)
+    noisy = ink(RandomPaper(noise=0.2, seed=0), grey)[..., 0]
+    changed = np.abs(noisy - 0.5).max(axis=(1, 2)) > 0
+    assert 0.45 < changed.mean() < 0.55
+    extreme = ((noisy == 0) | (noisy == 1)).mean(axis=(1, 2))[changed]
+    white, black = (noisy == 1).mean(axis=(1, 2))[changed], (noisy == 0).mean(axis=(1, 2))[changed]
+    # Grain of sigma 0.2 at most reaches 0 or 1 from 0.5 only 2.5 sigmas out (1.2% of pixels):
+    # the rest is the share drawn, uniform up to 0.2, give or take 784 pixels' binomial spread.
+    assert 0.17 < extreme.max() < 0.2 + 0.012 + 4 * 0.0143
+    assert extreme.mean() == pytest.approx(0.1, abs=0.01)
+    assert white.mean() == pytest.approx(black.mean(), abs=0.005)
+    grain = [np.std(image[(image > 0) & (image < 1)]) for image in noisy[changed]]
+    assert min(grain) < 0.01 and 0.17 < max(grain) < 0.21
+
+
+def test_strokes_are_straight_lines_of_bounded_length_width_and_ink():
+    strokes = ink(RandomPaper(strokes=1, seed=0), blank(600))[..., 0]
+    drawn = strokes.max(axis=(1, 2)) > 0
+    assert 0.4 < drawn.mean() < 0.6
+    # A stroke's brightest pixel is its ink (1/3 to 1) where a pixel centre lies on its axis.
+    inks = strokes[drawn].max(axis=(1, 2))
+    assert inks.max() <= 1 and inks.min() < 0.4 and inks.max() > 0.95
+    assert 0.6 < np.median(inks) < 0.72
+    for stroke in strokes[drawn][:100]:
+        points = np.argwhere(stroke > 0).astype(float)
+        if len(points) < 6:
+            continue
+        centred = points - points.mean(axis=0)
+        direction = np.linalg.svd(centred, full_matrices=False)[2][0]
+        across = np.abs(centred @ np.array([-direction[1], direction[0]]))
+        along = centred @ direction
+        # Pixels touched by a line at most 2.5 wide lie within its half width plus one pixel's
+        # reach of its axis, and span at most its 40 pixels of length.
+        assert across.max() <= 1.25 + 0.5 + 0.75
+        assert np.ptp(along) <= 40 + 2
+
+
+def test_erase_paints_half_the_images_with_one_grey_rectangle_up_to_its_share():
+    erased = ink(RandomPaper(erase=0.2, seed=0), blank(600))[..., 0]
+    painted = erased.max(axis=(1, 2)) > 0
+    assert 0.4 < painted.mean() < 0.6
+    areas = []
+    for image in erased[painted]:
+        rows, columns = np.nonzero(image)
+        box = image[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+        assert np.all(box == box[0, 0])  # one rectangle, one grey
+        height, width = box.shape
+        areas.append(height * width)
+        sides = sorted((height, width))
+        touches_an_edge = rows.min() == 0 or columns.min() == 0 or rows.max() == 27 or columns.max() == 27
+        assert touches_an_edge or sides[1] <= 3 * sides[0] + 2
+    # Pixel centres inside a rectangle of area a number at most about a + its perimeter.
+    assert max(areas) <= 0.2 * 784 + 2 * (np.sqrt(3 * 0.2 * 784) + np.sqrt(0.2 * 784 / 3)) + 1
+    assert max(areas) > 0.15 * 784 and min(areas) < 0.05 * 784
+
+
+def test_ink_normalization_brings_paper_to_black_and_ink_to_white():
+    """By hand: paper at 0.3 with strokes at 0.8 and 0.55 become 0, 1 and 0.5; MNIST's own
+    digits, on black with full-white ink, pass unchanged."""
+    photo = np.full((1, 28, 28, 1), 0.3, "float32")
+    photo[0, 5:20, 10:12] = 0.8
+    photo[0, 5:20, 15] = 0.55
+    expected = np.zeros_like(photo)
+    expected[0, 5:20, 10:12] = 1.0
+    expected[0, 5:20, 15] = 0.5
+    normalized = keras.ops.convert_to_numpy(InkNormalization()(photo))
+    np.testing.assert_allclose(normalized, expected, atol=1e-6)
+    digit = one_digit()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(InkNormalization()(digit)), digit)
+    assert np.all(keras.ops.convert_to_numpy(InkNormalization()(blank(1, 0.4))) == 0)
+
+
+def test_recommended_model_trains_and_survives_saving(tmp_path):
+    train = recipe_params("recommended")["train"]
+    model = compile_model(build_model(train), train, steps_per_epoch=2)
+    images = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
+    labels = np.eye(10, dtype="float32")[np.arange(96) % 10]
+    batches = ((images[i:i + 64], labels[i:i + 64]) for _ in range(2) for i in (0, 64))
+    history = model.fit(batches, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    model.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    assert [type(layer).__name__ for layer in loaded.layers][2:4] == ["RandomPaper", "InkNormalization"]
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
+                               atol=1e-6)
 
 
 def test_thickness_blends_towards_dilation_or_erosion_up_to_its_limit():

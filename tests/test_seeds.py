@@ -23,10 +23,12 @@ def random_layers(model):
 def test_no_two_layer_streams_coincide(tmp_path):
     default = random_layers(build_model(project_params()["train"]))
     strong = random_layers(build_model(recipe_params("strong")["train"]))
+    recommended = random_layers(build_model(recipe_params("recommended")["train"]))
     assert default == [4, 6] and len(strong) == 4  # dropout twice; augmentation and 3 dropouts
+    assert recommended[:3] == [0, 1, 2] and len(recommended) == 6  # 3 augmentations, 3 dropouts
+    layers = sorted({*default, *strong, *recommended})
     streams = {}
-    for seed, layer, epoch, replica in itertools.product(
-            range(1, 11), sorted({*default, *strong}), EPOCHS, REPLICAS):
+    for seed, layer, epoch, replica in itertools.product(range(1, 11), layers, EPOCHS, REPLICAS):
         # Keras advances the counter (the second word) by one a draw, so distinct stream ids
         # (the first word) keep whole epochs of draws apart, not only their first keys.
         stream_id, counter = seeds.layer_stream(seed, layer, epoch, replica)
@@ -34,7 +36,7 @@ def test_no_two_layer_streams_coincide(tmp_path):
         streams.setdefault(stream_id, []).append((seed, layer, epoch, replica))
     shared = {stream: owners for stream, owners in streams.items() if len(owners) > 1}
     assert not shared
-    assert len(streams) == 10 * len({*default, *strong}) * len(EPOCHS) * len(REPLICAS)
+    assert len(streams) == 10 * len(layers) * len(EPOCHS) * len(REPLICAS)
 
 
 def test_batch_order_is_a_permutation_fixed_by_seed_and_epoch():

@@ -1,5 +1,6 @@
-"""The training-time augmentation layers: RandomAffine (rotate, shift, zoom in one resampling)
-and RandomInk (pens, scanners and cameras), built from params.yaml's train.augment. Import it
+"""The training-time augmentation layers: RandomAffine (rotate, shift, zoom in one resampling),
+RandomInk (pens, scanners and cameras) and RandomPaper (paper, light and sensors), built from
+params.yaml's train.augment. Import it
 after stages.lib.backend.use(): it imports Keras. Registered under the same names whatever the
 backend, so a model trained on either loads on the other."""
 
@@ -167,16 +168,138 @@ def gaussian_blurred(images, sigma):
     return keras.ops.image.gaussian_blur(images, (side, side), (sigma, sigma))
 
 
+@keras.saving.register_keras_serializable(package="mnist_dvc")
+class RandomPaper(keras.layers.Layer):
+    """Puts each training digit on the paper, under the light and through the sensor of a
+    user's photo or scan. Each change happens to an image with probability 1/2, by an amount
+    drawn per image, so that every batch still holds clean digits:
+
+    - strokes: up to this many stray pen strokes (a ruled line, a slip of the pen, a crossing
+      out), each present with probability 1/2: a straight line STROKE_LENGTH pixels long through
+      a random point at a random angle, STROKE_WIDTH pixels wide, of a random ink in [1/3, 1];
+    - erase: a rectangle of up to this share of the image painted one random grey (glare, a
+      shadow, a sticker, a fold: Random Erasing, Zhong et al. 2017), its sides in a ratio within
+      1:3 and 3:1;
+    - light: grey paper up to this level, its light uneven: darker towards a random side by a
+      random fraction of the level (a lamp to one side), screened under the ink;
+    - noise: Gaussian grain of up to this standard deviation, clipped to [0, 1], then up to this
+      share of the pixels turned black or white (dead pixels, dust).
+
+    Generic by design: nothing here follows a benchmark's corruption, so MNIST-C stays a test of
+    what the model never saw. Training only; float32 like RandomAffine.
+    """
+
+    STROKE_LENGTH = (10.0, 40.0)
+    STROKE_WIDTH = (1.0, 2.5)
+    ERASE_SHARE = 0.02  # the smallest rectangle's share of the image
+
+    def __init__(self, light=0.0, noise=0.0, strokes=0, erase=0.0, seed=None, **kwargs):
+        super().__init__(**{"dtype": "float32", **kwargs})
+        self.light, self.noise, self.strokes, self.erase = light, noise, strokes, erase
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def uniform(self, shape, low=0.0, high=1.0):
+        return keras.random.uniform(shape, low, high, seed=self.seed_generator)
+
+    def chance(self, shape):
+        """True with probability 1/2, drawn for each element of `shape`."""
+        return self.uniform(shape) < 0.5
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        ops = keras.ops
+        per_image = (ops.shape(images)[0], 1, 1, 1)
+        rows, columns = pixel_grid(images)
+        if self.strokes:
+            images = ops.maximum(images, self.stray_strokes(per_image, rows, columns))
+        if self.erase:
+            rectangle, grey = self.rectangle(per_image, rows, columns)
+            images = ops.where(rectangle & self.chance(per_image), grey, images)
+        if self.light:
+            paper = self.paper(per_image, rows, columns)
+            images = ops.where(self.chance(per_image), 1 - (1 - images) * (1 - paper), images)
+        if self.noise:
+            images = ops.where(self.chance(per_image), self.noisy(images, per_image), images)
+        return images
+
+    def noisy(self, images, per_image):
+        ops = keras.ops
+        grain = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        images = ops.clip(images + self.uniform(per_image, 0, self.noise) * grain, 0, 1)
+        share = self.uniform(per_image, 0, self.noise)
+        draw = self.uniform(ops.shape(images))
+        return ops.where(draw < share / 2, 1.0, ops.where(draw < share, 0.0, images))
+
+    def stray_strokes(self, per_image, rows, columns):
+        """Per image, the brightest of `strokes` lines at each pixel, anti-aliased."""
+        ops = keras.ops
+        height, width = rows.shape[1], columns.shape[2]
+        shape = (per_image[0], self.strokes, 1, 1)
+        centre_row, centre_column = self.uniform(shape, 0, height), self.uniform(shape, 0, width)
+        angle = self.uniform(shape, 0, math.pi)
+        half_length = self.uniform(shape, *self.STROKE_LENGTH) / 2
+        half_width = self.uniform(shape, *self.STROKE_WIDTH) / 2
+        ink = self.uniform(shape, 1 / 3, 1) * ops.cast(self.chance(shape), "float32")
+        along_row, along_column = ops.sin(angle), ops.cos(angle)
+        from_row, from_column = rows[:, None, :, :, 0] - centre_row, columns[:, None, :, :, 0] - centre_column
+        along = ops.clip(from_row * along_row + from_column * along_column,
+                         -half_length, half_length)
+        distance = ops.sqrt((from_row - along * along_row) ** 2
+                            + (from_column - along * along_column) ** 2)
+        coverage = ops.clip(half_width + 0.5 - distance, 0, 1)
+        return ops.max(ink * coverage, axis=1)[..., None]
+
+    def rectangle(self, per_image, rows, columns):
+        """Per image, where the erased rectangle lies and its grey."""
+        ops = keras.ops
+        height, width = rows.shape[1], columns.shape[2]
+        area = self.uniform(per_image, self.ERASE_SHARE, self.erase) * height * width
+        ratio = ops.exp(self.uniform(per_image, -math.log(3), math.log(3)))
+        half_height = ops.sqrt(area * ratio) / 2
+        half_width = ops.sqrt(area / ratio) / 2
+        centre_row, centre_column = self.uniform(per_image, 0, height), self.uniform(per_image, 0, width)
+        inside = ((ops.abs(rows - centre_row) <= half_height)
+                  & (ops.abs(columns - centre_column) <= half_width))
+        return inside, self.uniform(per_image)
+
+    def paper(self, per_image, rows, columns):
+        """Per image, the paper's grey at each pixel: a level up to `light`, falling by up to all
+        of it across the image towards a random side."""
+        ops = keras.ops
+        height, width = rows.shape[1], columns.shape[2]
+        angle = self.uniform(per_image, 0, 2 * math.pi)
+        across = ((rows - (height - 1) / 2) * ops.sin(angle)
+                  + (columns - (width - 1) / 2) * ops.cos(angle)) / max(height, width)
+        level = self.uniform(per_image, 0, self.light)
+        return level * (1 - self.uniform(per_image) * ops.clip(across + 0.5, 0, 1))
+
+    def get_config(self):
+        return {**super().get_config(), "light": self.light, "noise": self.noise,
+                "strokes": self.strokes, "erase": self.erase, "seed": self.seed}
+
+
+def pixel_grid(images):
+    """Each pixel's row and column, shaped (1, height, width, 1) to broadcast over a batch."""
+    height, width = images.shape[1], images.shape[2]
+    rows = keras.ops.reshape(keras.ops.arange(height, dtype="float32"), (1, height, 1, 1))
+    columns = keras.ops.reshape(keras.ops.arange(width, dtype="float32"), (1, 1, width, 1))
+    return rows + 0 * columns, columns + 0 * rows
+
+
 AFFINE_KEYS = ("rotation", "shift", "zoom")
 INK_KEYS = ("thickness", "elastic", "blur")
+PAPER_KEYS = ("light", "noise", "strokes", "erase")
 
 
 def augmentation_layers(augment):
     """RandomAffine when any of rotation (degrees), shift and zoom (fractions) is on, then
-    RandomInk when any of its changes is: a recipe without them builds the model it always did."""
+    RandomInk when any of its changes is, then RandomPaper when any of its changes is: a recipe
+    without them builds the model it always did."""
     layers = []
-    if any(augment[key] for key in AFFINE_KEYS):
-        layers.append(RandomAffine(*(augment[key] for key in AFFINE_KEYS)))
-    if any(augment[key] for key in INK_KEYS):
-        layers.append(RandomInk(*(augment[key] for key in INK_KEYS)))
+    for layer, keys in ((RandomAffine, AFFINE_KEYS), (RandomInk, INK_KEYS),
+                        (RandomPaper, PAPER_KEYS)):
+        if any(augment[key] for key in keys):
+            layers.append(layer(*(augment[key] for key in keys)))
     return layers
