@@ -104,8 +104,6 @@ class Augment(params.Section):
                                                  "(0: black, 1: white)")
     noise: float = Field(ge=0, le=0.5, description="the largest share of pixels turned black "
                                                    "or white, and the largest grain (sigma)")
-    strokes: int = Field(ge=0, le=5, description="stray pen strokes: up to this many lines "
-                                                 "across the digit")
     erase: float = Field(ge=0, lt=1, description="the largest share of the image painted one "
                                                  "random grey")
 

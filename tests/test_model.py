@@ -70,7 +70,7 @@ def test_recommended_recipe_puts_the_handwriting_digits_on_paper_and_normalizes_
         "RandomAffine", "RandomInk", "RandomPaper", "InkNormalization",
         *[type(layer).__name__ for layer in handwriting[2:]]]
     paper = layers[2]
-    assert (paper.light, paper.noise, paper.strokes, paper.erase) == (0.6, 0.15, 2, 0.25)
+    assert (paper.light, paper.noise, paper.erase) == (0.6, 0.15, 0.25)
 
 
 def test_batch_norm_synchronizes_tensorflow_replicas_only():
@@ -119,8 +119,7 @@ def test_ink_augmentation_acts_in_training_only_and_only_when_asked(tmp_path):
     assert np.array_equal(layer(digits, training=False), digits)
 
 
-@pytest.mark.parametrize("key, value", [("light", 0.5), ("noise", 0.1), ("strokes", 3),
-                                        ("erase", 0.2)])
+@pytest.mark.parametrize("key, value", [("light", 0.5), ("noise", 0.1), ("erase", 0.2)])
 def test_paper_changes_act_in_training_only_and_only_when_asked(key, value):
     train = recipe_params("handwriting")["train"]
     assert "RandomPaper" not in [type(layer).__name__ for layer in build_model(train).layers]
@@ -174,28 +173,6 @@ def test_noise_turns_up_to_its_share_of_pixels_black_or_white_and_adds_grain():
     assert min(grain) < 0.01 and 0.17 < max(grain) < 0.21
 
 
-def test_strokes_are_straight_lines_of_bounded_length_width_and_ink():
-    strokes = ink(RandomPaper(strokes=1, seed=0), blank(600))[..., 0]
-    drawn = strokes.max(axis=(1, 2)) > 0
-    assert 0.4 < drawn.mean() < 0.6
-    # A stroke's brightest pixel is its ink (1/3 to 1) where a pixel centre lies on its axis.
-    inks = strokes[drawn].max(axis=(1, 2))
-    assert inks.max() <= 1 and inks.min() < 0.4 and inks.max() > 0.95
-    assert 0.6 < np.median(inks) < 0.72
-    for stroke in strokes[drawn][:100]:
-        points = np.argwhere(stroke > 0).astype(float)
-        if len(points) < 6:
-            continue
-        centred = points - points.mean(axis=0)
-        direction = np.linalg.svd(centred, full_matrices=False)[2][0]
-        across = np.abs(centred @ np.array([-direction[1], direction[0]]))
-        along = centred @ direction
-        # Pixels touched by a line at most 2.5 wide lie within its half width plus one pixel's
-        # reach of its axis, and span at most its 40 pixels of length.
-        assert across.max() <= 1.25 + 0.5 + 0.75
-        assert np.ptp(along) <= 40 + 2
-
-
 def test_erase_paints_half_the_images_with_one_grey_rectangle_up_to_its_share():
     erased = ink(RandomPaper(erase=0.2, seed=0), blank(600))[..., 0]
     painted = erased.max(axis=(1, 2)) > 0
@@ -204,7 +181,7 @@ def test_erase_paints_half_the_images_with_one_grey_rectangle_up_to_its_share():
     for image in erased[painted]:
         rows, columns = np.nonzero(image)
         box = image[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
-        assert np.all(box == box[0, 0])  # one rectangle, one grey
+        assert np.all(box == box[0, 0]) and box[0, 0] >= 0.25  # one rectangle of one grey
         height, width = box.shape
         areas.append(height * width)
         sides = sorted((height, width))
@@ -229,21 +206,6 @@ def test_ink_normalization_brings_paper_to_black_and_ink_to_white():
     digit = one_digit()
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(InkNormalization()(digit)), digit)
     assert np.all(keras.ops.convert_to_numpy(InkNormalization()(blank(1, 0.4))) == 0)
-
-
-def test_recommended_model_trains_and_survives_saving(tmp_path):
-    train = recipe_params("recommended")["train"]
-    model = compile_model(build_model(train), train, steps_per_epoch=2)
-    images = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
-    labels = np.eye(10, dtype="float32")[np.arange(96) % 10]
-    batches = ((images[i:i + 64], labels[i:i + 64]) for _ in range(2) for i in (0, 64))
-    history = model.fit(batches, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    model.save(tmp_path / "model.keras")
-    loaded = load_model(tmp_path / "model.keras")
-    assert [type(layer).__name__ for layer in loaded.layers][2:4] == ["RandomPaper", "InkNormalization"]
-    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
-                               atol=1e-6)
 
 
 def test_thickness_blends_towards_dilation_or_erosion_up_to_its_limit():
@@ -326,15 +288,22 @@ def test_bilinear_reading_matches_scipy_inside_and_outside_the_image():
         np.testing.assert_allclose(read, reference, atol=1e-6)
 
 
-def test_ink_augmentation_trains_on_batches_of_unknown_size(tmp_path):
-    """The train stage feeds a generator, so the traced step has no batch size."""
-    train = recipe_params("handwriting")["train"]
+def test_augmentation_trains_on_batches_of_unknown_size_and_survives_saving(tmp_path):
+    """The train stage feeds a generator, so the traced step has no batch size. The recommended
+    recipe has every augmentation layer and the ink normalization."""
+    train = recipe_params("recommended")["train"]
     model = compile_model(build_model(train), train, steps_per_epoch=2)
     images = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
     labels = np.eye(10, dtype="float32")[np.arange(96) % 10]
     batches = ((images[i:i + 64], labels[i:i + 64]) for _ in range(2) for i in (0, 64))
     history = model.fit(batches, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+    model.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    assert [type(layer).__name__ for layer in loaded.layers][:4] == [
+        "RandomAffine", "RandomInk", "RandomPaper", "InkNormalization"]
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
+                               atol=1e-6)
 
 
 def test_elastic_moves_ink_by_the_field():

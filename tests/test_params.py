@@ -35,7 +35,7 @@ def test_defaults_are_the_seed_recipe():
     assert train["label_smoothing"] == 0.0
     assert train["augment"] == {"rotation": 0, "shift": 0.0, "zoom": 0.0, "thickness": 0.0,
                                 "elastic": 0.0, "blur": 0.0, "light": 0.0, "noise": 0.0,
-                                "strokes": 0, "erase": 0.0}
+                                "erase": 0.0}
     assert train["model"]["batch_norm"] is False and train["model"]["normalize_ink"] is False
     assert project_params()["preprocess"] == {"train_limit": None, "validation_split": 0.0, "seed": 42}
     assert project_params()["ood"] == {"count": None, "draws": 3, "not_digits": 50, "seed": 0}
@@ -93,7 +93,6 @@ BAD_PARAMS = [
     ("train", ["augment", "blur"], 3, "train.augment.blur: must be <= 2, got 3"),
     ("train", ["augment", "light"], 1.5, "train.augment.light: must be <= 1, got 1.5"),
     ("train", ["augment", "noise"], 0.6, "train.augment.noise: must be <= 0.5, got 0.6"),
-    ("train", ["augment", "strokes"], 1.5, "train.augment.strokes: must be an integer, got 1.5"),
     ("train", ["augment", "erase"], 1, "train.augment.erase: must be < 1, got 1"),
     ("train", ["model", "normalize_ink"], "yes", "train.model.normalize_ink: must be true or false, got 'yes'"),
     ("plot", ["grid_size"], 50, "plot.grid_size: must be a square number"),

@@ -174,12 +174,10 @@ class RandomPaper(keras.layers.Layer):
     user's photo or scan. Each change happens to an image with probability 1/2, by an amount
     drawn per image, so that every batch still holds clean digits:
 
-    - strokes: up to this many stray pen strokes (a ruled line, a slip of the pen, a crossing
-      out), each present with probability 1/2: a straight line STROKE_LENGTH pixels long through
-      a random point at a random angle, STROKE_WIDTH pixels wide, of a random ink in [1/3, 1];
-    - erase: a rectangle of up to this share of the image painted one random grey (glare, a
-      shadow, a sticker, a fold: Random Erasing, Zhong et al. 2017), its sides in a ratio within
-      1:3 and 3:1;
+    - erase: a rectangle of up to this share of the image painted one random grey from
+      ERASE_GREY to white (glare, a sticker, a fold: Random Erasing, Zhong et al. 2017), its sides
+      in a ratio within 1:3 and 3:1; never black, which would cut strokes out of the digit
+      unseen, so that the digit left would look like another;
     - light: grey paper up to this level, its light uneven: darker towards a random side by a
       random fraction of the level (a lamp to one side), screened under the ink;
     - noise: Gaussian grain of up to this standard deviation, clipped to [0, 1], then up to this
@@ -189,13 +187,12 @@ class RandomPaper(keras.layers.Layer):
     what the model never saw. Training only; float32 like RandomAffine.
     """
 
-    STROKE_LENGTH = (10.0, 40.0)
-    STROKE_WIDTH = (1.0, 2.5)
     ERASE_SHARE = 0.02  # the smallest rectangle's share of the image
+    ERASE_GREY = 0.25
 
-    def __init__(self, light=0.0, noise=0.0, strokes=0, erase=0.0, seed=None, **kwargs):
+    def __init__(self, light=0.0, noise=0.0, erase=0.0, seed=None, **kwargs):
         super().__init__(**{"dtype": "float32", **kwargs})
-        self.light, self.noise, self.strokes, self.erase = light, noise, strokes, erase
+        self.light, self.noise, self.erase = light, noise, erase
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -212,8 +209,6 @@ class RandomPaper(keras.layers.Layer):
         ops = keras.ops
         per_image = (ops.shape(images)[0], 1, 1, 1)
         rows, columns = pixel_grid(images)
-        if self.strokes:
-            images = ops.maximum(images, self.stray_strokes(per_image, rows, columns))
         if self.erase:
             rectangle, grey = self.rectangle(per_image, rows, columns)
             images = ops.where(rectangle & self.chance(per_image), grey, images)
@@ -232,25 +227,6 @@ class RandomPaper(keras.layers.Layer):
         draw = self.uniform(ops.shape(images))
         return ops.where(draw < share / 2, 1.0, ops.where(draw < share, 0.0, images))
 
-    def stray_strokes(self, per_image, rows, columns):
-        """Per image, the brightest of `strokes` lines at each pixel, anti-aliased."""
-        ops = keras.ops
-        height, width = rows.shape[1], columns.shape[2]
-        shape = (per_image[0], self.strokes, 1, 1)
-        centre_row, centre_column = self.uniform(shape, 0, height), self.uniform(shape, 0, width)
-        angle = self.uniform(shape, 0, math.pi)
-        half_length = self.uniform(shape, *self.STROKE_LENGTH) / 2
-        half_width = self.uniform(shape, *self.STROKE_WIDTH) / 2
-        ink = self.uniform(shape, 1 / 3, 1) * ops.cast(self.chance(shape), "float32")
-        along_row, along_column = ops.sin(angle), ops.cos(angle)
-        from_row, from_column = rows[:, None, :, :, 0] - centre_row, columns[:, None, :, :, 0] - centre_column
-        along = ops.clip(from_row * along_row + from_column * along_column,
-                         -half_length, half_length)
-        distance = ops.sqrt((from_row - along * along_row) ** 2
-                            + (from_column - along * along_column) ** 2)
-        coverage = ops.clip(half_width + 0.5 - distance, 0, 1)
-        return ops.max(ink * coverage, axis=1)[..., None]
-
     def rectangle(self, per_image, rows, columns):
         """Per image, where the erased rectangle lies and its grey."""
         ops = keras.ops
@@ -262,7 +238,7 @@ class RandomPaper(keras.layers.Layer):
         centre_row, centre_column = self.uniform(per_image, 0, height), self.uniform(per_image, 0, width)
         inside = ((ops.abs(rows - centre_row) <= half_height)
                   & (ops.abs(columns - centre_column) <= half_width))
-        return inside, self.uniform(per_image)
+        return inside, self.uniform(per_image, self.ERASE_GREY, 1)
 
     def paper(self, per_image, rows, columns):
         """Per image, the paper's grey at each pixel: a level up to `light`, falling by up to all
@@ -277,7 +253,7 @@ class RandomPaper(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "light": self.light, "noise": self.noise,
-                "strokes": self.strokes, "erase": self.erase, "seed": self.seed}
+                "erase": self.erase, "seed": self.seed}
 
 
 def pixel_grid(images):
@@ -290,7 +266,7 @@ def pixel_grid(images):
 
 AFFINE_KEYS = ("rotation", "shift", "zoom")
 INK_KEYS = ("thickness", "elastic", "blur")
-PAPER_KEYS = ("light", "noise", "strokes", "erase")
+PAPER_KEYS = ("light", "noise", "erase")
 
 
 def augmentation_layers(augment):
