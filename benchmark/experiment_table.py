@@ -11,9 +11,15 @@ machines add up (benchmark/recipe_runs.csv).
 import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stages.evaluate import TIME_TO_ACCURACIES  # noqa: E402
 
 
 def rows(shown):
@@ -35,8 +41,8 @@ def rows(shown):
                 "shift": params["train"].get("test_time_shift", 0),
                 "training_seconds": round(training["speed"].get("training_seconds", float("nan"))),
                 # DVC leaves out a null metric: never reached, or nothing held out.
-                **{f"to_{goal}": round(seconds) if (seconds := time_to.get(f"accuracy_{goal}"))
-                   else None for goal in ("99", "99_5", "99_7")},
+                **{key.replace("accuracy", "to"): round(seconds)
+                   if (seconds := time_to.get(key)) else None for key in TIME_TO_ACCURACIES},
                 "validation": round(training.get("validation", {}).get("accuracy", float("nan")), 4),
                 "test": scores["test"]["accuracy"],
                 "drawn": scores["ood"]["accuracy"], "drawn_lowest": scores["ood"]["lowest_draw"],
