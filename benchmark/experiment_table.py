@@ -25,11 +25,13 @@ from stages.evaluate import TIME_TO_ACCURACIES  # noqa: E402
 def rows(shown):
     for commit in shown:
         for experiment in commit.get("experiments") or []:
+            if experiment["revs"][0].get("error"):
+                continue  # failed or killed: DVC shows its baseline's metrics
             data = experiment["revs"][0].get("data") or {}
             metrics = {path: found["data"] for path, found in data.get("metrics", {}).items()
                        if "data" in found}
             if "reports/metrics.json" not in metrics or data.get("rev") == "workspace":
-                continue  # failed, queued or still running
+                continue  # queued or still running
             params = data["params"]["params.yaml"]["data"]
             scores, training = metrics["reports/metrics.json"], metrics["reports/training/metrics.json"]
             device, time_to = training["run"]["device"], training.get("time_to", {})
