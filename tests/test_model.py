@@ -288,6 +288,7 @@ def test_bilinear_reading_matches_scipy_inside_and_outside_the_image():
         np.testing.assert_allclose(read, reference, atol=1e-6)
 
 
+@pytest.mark.slow  # 10-20 s: a real fit of the recommended model
 def test_augmentation_trains_on_batches_of_unknown_size_and_survives_saving(tmp_path):
     """The train stage feeds a generator, so the traced step has no batch size. The recommended
     recipe has every augmentation layer and the ink normalization."""
