@@ -192,6 +192,14 @@ def test_erase_paints_half_the_images_with_one_grey_rectangle_up_to_its_share():
     assert max(areas) > 0.15 * 784 and min(areas) < 0.05 * 784
 
 
+def test_erase_below_the_smallest_share_paints_rectangles_of_that_share():
+    erased = ink(RandomPaper(erase=0.005, seed=0), blank(600))[..., 0]
+    areas = (erased > 0).sum(axis=(1, 2))
+    painted = areas[areas > 0]
+    # 0.005 of 784 pixels is 3.9 pixels; its pixel-centre count is 2-8 (sides within 1:3).
+    assert painted.max() <= 8 and painted.mean() < 6
+
+
 def test_ink_normalization_brings_paper_to_black_and_ink_to_white():
     """By hand: paper at 0.3 with strokes at 0.8 and 0.55 become 0, 1 and 0.5; MNIST's own
     digits, on black with full-white ink, pass unchanged."""

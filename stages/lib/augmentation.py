@@ -9,8 +9,25 @@ import math
 import keras
 
 
+class SeededLayer(keras.layers.Layer):
+    """A training-time random layer: its own seed stream, which stages.lib.training restarts
+    every epoch from the run's seed and the layer's place, and float32 whatever the precision
+    policy, since pixel work in bfloat16 loses grey levels."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**{"dtype": "float32", **kwargs})
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def uniform(self, shape, low=0.0, high=1.0):
+        return keras.random.uniform(shape, low, high, seed=self.seed_generator)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
 @keras.saving.register_keras_serializable(package="mnist_dvc")
-class RandomAffine(keras.layers.Layer):
+class RandomAffine(SeededLayer):
     """Rotates, shifts and zooms each training image by random amounts in one resampling.
 
     Keras' RandomRotation, RandomTranslation and RandomZoom resample one after another, and each
@@ -20,10 +37,8 @@ class RandomAffine(keras.layers.Layer):
     """
 
     def __init__(self, rotation=0.0, shift=0.0, zoom=0.0, seed=None, **kwargs):
-        # float32 whatever the precision policy: pixel resampling in bfloat16 loses grey levels.
-        super().__init__(**{"dtype": "float32", **kwargs})
-        self.rotation, self.shift, self.zoom, self.seed = rotation, shift, zoom, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        super().__init__(seed, **kwargs)
+        self.rotation, self.shift, self.zoom = rotation, shift, zoom
 
     def call(self, images, training=None):
         if not training:
@@ -36,9 +51,7 @@ class RandomAffine(keras.layers.Layer):
         height, width = images.shape[1:3]
 
         def uniform(limit):
-            return keras.random.uniform(
-                (keras.ops.shape(images)[0],), -limit, limit, seed=self.seed_generator
-            )
+            return self.uniform((keras.ops.shape(images)[0],), -limit, limit)
 
         return {"angle": uniform(self.rotation * math.pi / 180), "scale": 1 + uniform(self.zoom),
                 "shift_x": uniform(self.shift * width), "shift_y": uniform(self.shift * height)}
@@ -52,7 +65,7 @@ class RandomAffine(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rotation": self.rotation, "shift": self.shift,
-                "zoom": self.zoom, "seed": self.seed}
+                "zoom": self.zoom}
 
 
 def affine_rows(angle, scale, shift_x, shift_y, height, width):
@@ -73,7 +86,7 @@ def affine_rows(angle, scale, shift_x, shift_y, height, width):
 
 
 @keras.saving.register_keras_serializable(package="mnist_dvc")
-class RandomInk(keras.layers.Layer):
+class RandomInk(SeededLayer):
     """Draws each training digit as another pen, scanner or camera would: thicker or thinner
     strokes, an elastic wobble and blur, each by a random amount per image, then its ink brought
     back to full white, as predict prepares a user's digit (stages/lib/prepare.py): the model is
@@ -83,29 +96,22 @@ class RandomInk(keras.layers.Layer):
     elastic (pixels) is the largest displacement of a smooth random field (Simard et al. 2003,
     smoothed by a Gaussian of ELASTIC_SMOOTHING pixels; Keras' own elastic_transform draws the
     x and y fields from one seed under TensorFlow, so they are equal); blur (pixels) is the
-    largest Gaussian sigma, reached by blending towards the digit blurred by it. Training only;
-    float32 like RandomAffine.
+    largest Gaussian sigma, reached by blending towards the digit blurred by it. Training only.
     """
 
     ELASTIC_SMOOTHING = 4.0
 
     def __init__(self, thickness=0.0, elastic=0.0, blur=0.0, seed=None, **kwargs):
-        super().__init__(**{"dtype": "float32", **kwargs})
+        super().__init__(seed, **kwargs)
         self.thickness, self.elastic, self.blur = thickness, elastic, blur
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training=None):
         if not training:
             return images
         ops = keras.ops
         per_image = (ops.shape(images)[0], 1, 1, 1)
-
-        def uniform(low, high):
-            return keras.random.uniform(per_image, low, high, seed=self.seed_generator)
-
         if self.thickness:
-            amount = uniform(-self.thickness, self.thickness)
+            amount = self.uniform(per_image, -self.thickness, self.thickness)
             thicker = ops.max_pool(images, 3, strides=1, padding="same")
             thinner = -ops.max_pool(-images, 3, strides=1, padding="same")
             target = ops.where(amount > 0, thicker, thinner)
@@ -114,7 +120,7 @@ class RandomInk(keras.layers.Layer):
             images = self.wobble(images)
         if self.blur:
             blurred = gaussian_blurred(images, self.blur)
-            images = images + uniform(0, 1) * (blurred - images)
+            images = images + self.uniform(per_image) * (blurred - images)
         strongest = ops.max(images, axis=(1, 2, 3), keepdims=True)
         return images / ops.maximum(strongest, 1e-6)
 
@@ -122,7 +128,7 @@ class RandomInk(keras.layers.Layer):
         """Per image, a smooth random displacement (rows, columns) in pixels, scaled so that its
         longest vector is `elastic` pixels long."""
         ops = keras.ops
-        noise = keras.random.uniform((batch, height, width, 2), -1, 1, seed=self.seed_generator)
+        noise = self.uniform((batch, height, width, 2), -1, 1)
         field = gaussian_blurred(noise, self.ELASTIC_SMOOTHING)
         longest = ops.max(ops.sqrt(ops.sum(field**2, axis=-1)), axis=(1, 2))
         return field * ops.reshape(self.elastic / ops.maximum(longest, 1e-12), (-1, 1, 1, 1))
@@ -138,7 +144,7 @@ class RandomInk(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "thickness": self.thickness, "elastic": self.elastic,
-                "blur": self.blur, "seed": self.seed}
+                "blur": self.blur}
 
 
 def bilinear(images, rows, columns):
@@ -169,12 +175,12 @@ def gaussian_blurred(images, sigma):
 
 
 @keras.saving.register_keras_serializable(package="mnist_dvc")
-class RandomPaper(keras.layers.Layer):
+class RandomPaper(SeededLayer):
     """Puts each training digit on the paper, under the light and through the sensor of a
     user's photo or scan. Each change happens to an image with probability 1/2, by an amount
     drawn per image, so that every batch still holds clean digits:
 
-    - erase: a rectangle of up to this share of the image painted one random grey from
+    - erase: a rectangle of ERASE_SHARE (or `erase`, if smaller) up to this share of the image painted one random grey from
       ERASE_GREY to white (glare, a sticker, a fold: Random Erasing, Zhong et al. 2017), its sides
       in a ratio within 1:3 and 3:1; never black, which would cut strokes out of the digit
       unseen, so that the digit left would look like another;
@@ -184,20 +190,15 @@ class RandomPaper(keras.layers.Layer):
       share of the pixels turned black or white (dead pixels, dust).
 
     Generic by design: nothing here follows a benchmark's corruption, so MNIST-C stays a test of
-    what the model never saw. Training only; float32 like RandomAffine.
+    what the model never saw. Training only.
     """
 
     ERASE_SHARE = 0.02  # the smallest rectangle's share of the image
     ERASE_GREY = 0.25
 
     def __init__(self, light=0.0, noise=0.0, erase=0.0, seed=None, **kwargs):
-        super().__init__(**{"dtype": "float32", **kwargs})
+        super().__init__(seed, **kwargs)
         self.light, self.noise, self.erase = light, noise, erase
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def uniform(self, shape, low=0.0, high=1.0):
-        return keras.random.uniform(shape, low, high, seed=self.seed_generator)
 
     def chance(self, shape):
         """True with probability 1/2, drawn for each element of `shape`."""
@@ -231,7 +232,8 @@ class RandomPaper(keras.layers.Layer):
         """Per image, where the erased rectangle lies and its grey."""
         ops = keras.ops
         height, width = rows.shape[1], columns.shape[2]
-        area = self.uniform(per_image, self.ERASE_SHARE, self.erase) * height * width
+        smallest = min(self.ERASE_SHARE, self.erase)
+        area = self.uniform(per_image, smallest, self.erase) * height * width
         ratio = ops.exp(self.uniform(per_image, -math.log(3), math.log(3)))
         half_height = ops.sqrt(area * ratio) / 2
         half_width = ops.sqrt(area / ratio) / 2
@@ -253,7 +255,7 @@ class RandomPaper(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "light": self.light, "noise": self.noise,
-                "erase": self.erase, "seed": self.seed}
+                "erase": self.erase}
 
 
 def pixel_grid(images):
