@@ -40,6 +40,7 @@ def pytest_configure(config):
 # Those groups start first, then the other slow tests, so that the workers finish together.
 SHARED_FIXTURE = {"test_team.py": "history", "test_review.py": "history",  # conftest's history
                   "test_sweep.py": "sweep", "test_resume.py": "resume",
+                  "test_cluster_sweep.py": "cluster",
                   "test_predict.py": "trained", "test_serve.py": "trained"}
 
 
