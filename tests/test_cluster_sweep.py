@@ -127,11 +127,10 @@ def cluster(tmp_path_factory):
     processes = {}
 
     def start(name, command, extra_env=None):
-        log = open(root / f"{name}.log", "w")
-        processes[name] = subprocess.Popen(command, cwd=root, env={**env, **(extra_env or {})},
-                                           stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
-        return processes[name]
+        with open(root / f"{name}.log", "w") as log:
+            processes[name] = subprocess.Popen(command, cwd=root, env={**env, **(extra_env or {})},
+                                               stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True)
 
     scheduler_file = root / "scheduler.json"
     start("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -173,11 +172,12 @@ def cluster(tmp_path_factory):
 
 
 def start_sweep(cluster, *arguments):
-    log = open(cluster.root / f"sweep-{time.monotonic_ns()}.log", "w+")
-    process = subprocess.Popen([MNIST_SWEEP, "--scheduler", cluster.address, *arguments],
-                               cwd=cluster.workspace, env=cluster.env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    process.log = Path(log.name)
+    path = cluster.root / f"sweep-{time.monotonic_ns()}.log"
+    with open(path, "w") as log:
+        process = subprocess.Popen([MNIST_SWEEP, "--scheduler", cluster.address, *arguments],
+                                   cwd=cluster.workspace, env=cluster.env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process.log = path
     return process
 
 

@@ -55,7 +55,8 @@ def grid(set_params):
 
 
 def git(*arguments, cwd):
-    result = subprocess.run(["git", *arguments], cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(["git", *arguments], cwd=cwd, capture_output=True, text=True,
+                            check=False)
     if result.returncode != 0:
         last_line = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise SweepError(f"git {' '.join(arguments)}: {last_line}")
@@ -290,7 +291,7 @@ def pull(target, names):
         return True
     result = subprocess.run([sys.executable, "-m", "dvc", "exp", "pull", "--force", "--remote",
                              target["dvc_remote"], target["git_remote"], *names],
-                            cwd=target["root"], capture_output=True, text=True)
+                            cwd=target["root"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         print(f"mnist-sweep: dvc exp pull failed: {result.stderr.strip()}", flush=True)
         return False
