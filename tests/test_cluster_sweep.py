@@ -35,6 +35,22 @@ def test_the_grid_is_dvcs_sweep_expansion():
     assert sweep.grid([]) == [[]]
 
 
+def test_a_command_that_outlives_its_point_keeps_the_clone_locked(tmp_path):
+    """As after a worker's crash: the point's part is over, the command it started runs on, and
+    the next point waits for it. The command was started as run_logged starts it."""
+    lock_path, log = tmp_path / "clone.lock", tmp_path / "point.log"
+    script = "import os, sys, time; os.fstat(int(sys.argv[1])); time.sleep(float(sys.argv[2]))"
+    with sweep.clone_lock(lock_path) as lock:
+        sweep.run_logged([sys.executable, "-c", script, str(lock), "0"], tmp_path, log, lock)
+        outliving = subprocess.Popen([sys.executable, "-c", script, str(lock), "2"],
+                                     pass_fds=(lock,))
+    started = time.monotonic()
+    with sweep.clone_lock(lock_path):
+        # The lock goes as the command exits (sleeping 2 s), a moment before it can be waited for.
+        assert time.monotonic() - started > 1.5
+    assert outliving.wait(timeout=10) == 0
+
+
 # The checks before any task starts: on a repository that has DVC and a Git remote, run
 # in this process against a scheduler that is never reached.
 
@@ -143,8 +159,8 @@ def cluster(tmp_path_factory):
 
     def start_worker(name, *options):
         """A worker with its own folder (its clone, logs and DVC cache), one point at a time."""
-        start(name, [DASK, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
-                     "--no-dashboard", *options],
+        start(name, [DASK, "worker", address, "--host", "127.0.0.1", "--name", name,
+                     "--nthreads", "1", "--no-nanny", "--no-dashboard", *options],
               {"MNIST_SWEEP_HOME": str(root / f"machine-{name}")})
         deadline = time.monotonic() + 60
         while name not in worker_names() and time.monotonic() < deadline:

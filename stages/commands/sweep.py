@@ -14,16 +14,16 @@ docs/experiments.md ("Sweeps across machines") says how to start the cluster.
 """
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 METRICS = "reports/metrics.json"
@@ -108,7 +108,15 @@ def prefix_of(commit, points):
 
 # The worker's side: run_point runs in a Dask worker, in that worker's clone.
 
-CLONE_LOCKS = defaultdict(threading.Lock)
+@contextlib.contextmanager
+def clone_lock(path):
+    """The worker's clone, exclusively, for one point; yields the lock's file descriptor. The
+    commands the point starts hold it too (run_logged passes it on), so a command that outlives
+    its worker (a crash, a restart) keeps the clone until it ends, and the next point waits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield handle.fileno()
 
 
 def worker_folder(worker_name):
@@ -122,16 +130,17 @@ def command_env():
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
-def run_logged(command, cwd, log, cancel=None):
-    """Runs `command`, its output appended to `log`; kills it and its children if `cancel` is
-    set meanwhile (PointCancelled), and raises PointFailed with the log's tail if it fails."""
+def run_logged(command, cwd, log, lock, cancel=None):
+    """Runs `command` holding the clone's `lock`, its output appended to `log`; kills it and its
+    children if `cancel` is set meanwhile (PointCancelled), and raises PointFailed with the
+    log's tail if it fails."""
     import psutil
 
     with open(log, "a") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
         process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                   env=command_env())
+                                   env=command_env(), pass_fds=(lock,))
     while True:
         try:
             code = process.wait(timeout=CANCEL_POLL_SECONDS)
@@ -148,12 +157,12 @@ def run_logged(command, cwd, log, cancel=None):
         raise PointFailed(f"{' '.join(command[:3])} exited with {code}:\n" + "\n".join(tail))
 
 
-def checkout(clone, job, log):
+def checkout(clone, job, log, lock):
     """The worker's clone at the client's commit, clean: whatever a killed run left is gone;
     the DVC cache lives beside the clone, so cleaning keeps it."""
     if not (clone / ".git").exists():
         clone.parent.mkdir(parents=True, exist_ok=True)
-        run_logged(["git", "clone", "-q", job["git_url"], str(clone)], clone.parent, log)
+        run_logged(["git", "clone", "-q", job["git_url"], str(clone)], clone.parent, log, lock)
     steps = [
         ["git", "remote", "set-url", "origin", job["git_url"]],
         ["git", "fetch", "-q", "origin"],
@@ -164,7 +173,7 @@ def checkout(clone, job, log):
          job["dvc_url"]],
     ]
     for step in steps:
-        run_logged(step, clone, log)
+        run_logged(step, clone, log, lock)
     # The clone's own experiments are scratch (each is on the Git remote once pushed); a run of
     # the same name again would otherwise meet the old one.
     refs = subprocess.run(["git", "for-each-ref", "--format=delete %(refname)", "refs/exps"],
@@ -182,26 +191,27 @@ def run_point(job):
     clone, log = folder / "repo", folder / "logs" / f"{job['name']}.log"
     cancel = Event(job["cancel_event"])
     started = time.monotonic()
-    with CLONE_LOCKS[clone]:
+    with clone_lock(folder / "clone.lock") as lock:
         if cancel.is_set():
             raise PointCancelled("cancelled before it started")
         # The scheduler stamps a worker's event with its address under "worker".
         worker.log_event(job["topic"], {"name": job["name"], "on": str(worker.name)})
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
-        checkout(clone, job, log)
-        run_logged(["dvc", "pull", "--run-cache", "--allow-missing", "-q"], clone, log, cancel)
+        checkout(clone, job, log, lock)
+        run_logged(["dvc", "pull", "--run-cache", "--allow-missing", "-q"], clone, log, lock,
+                   cancel)
         settings = [argument for value in job["overrides"] for argument in ("-S", value)]
         run_logged(["dvc", "exp", "run", "--pull", "-n", job["name"], *settings], clone, log,
-                   cancel)
+                   lock, cancel)
         metrics = json.loads((clone / METRICS).read_text())
         if cancel.is_set():
             raise PointCancelled("cancelled before its results were pushed")
         # Outputs and run cache first, the experiment's ref last: once the ref is on the Git
         # remote, everything it names is on the DVC remote. Not cancelled from here on.
-        run_logged(["dvc", "push", "--run-cache", "-q"], clone, log)
+        run_logged(["dvc", "push", "--run-cache", "-q"], clone, log, lock)
         run_logged(["dvc", "exp", "push", "--force", "--no-cache", "origin", job["name"]], clone,
-                   log)
+                   log, lock)
     trained = "Running stage 'train'" in log.read_text()
     return {"name": job["name"], "worker": str(worker.name), "metrics": metrics,
             "trained": trained, "seconds": round(time.monotonic() - started, 1)}
