@@ -42,12 +42,12 @@ def test_a_command_that_outlives_its_point_keeps_the_clone_locked(tmp_path):
     script = "import os, sys, time; os.fstat(int(sys.argv[1])); time.sleep(float(sys.argv[2]))"
     with sweep.clone_lock(lock_path) as lock:
         sweep.run_logged([sys.executable, "-c", script, str(lock), "0"], tmp_path, log, lock)
-        outliving = subprocess.Popen([sys.executable, "-c", script, str(lock), "2"],
+        outliving = subprocess.Popen([sys.executable, "-c", script, str(lock), "1"],
                                      pass_fds=(lock,))
     started = time.monotonic()
     with sweep.clone_lock(lock_path):
-        # The lock goes as the command exits (sleeping 2 s), a moment before it can be waited for.
-        assert time.monotonic() - started > 1.5
+        # The lock goes as the command exits (sleeping 1 s), a moment before it can be waited for.
+        assert time.monotonic() - started > 0.8
     assert outliving.wait(timeout=10) == 0
 
 

@@ -2,6 +2,7 @@
 tuning part and a reporting part that share no source digit."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from stages import ood
@@ -37,6 +38,7 @@ def test_build_draws_every_part_draw_and_condition_with_its_label(tmp_path):
         assert load_digit(tmp_path / "ood" / row.file).shape == (28, 28)
 
 
+@pytest.mark.slow  # draws all 1,797 UCI digits: 14 s
 def test_the_parts_share_no_source_digit_and_labels_follow_the_source(tmp_path):
     ood.build(tmp_path / "ood", None, draws=1, seed=3, not_digits=1)
     drawn = read_labels(tmp_path / "ood")
