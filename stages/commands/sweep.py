@@ -168,12 +168,17 @@ def checkout(clone, job, log, lock):
         ["git", "fetch", "-q", "origin"],
         ["git", "checkout", "-q", "--force", "--detach", job["commit"]],
         ["git", "clean", "-q", "-ffdx"],
-        ["dvc", "cache", "dir", "--local", str(clone.parent / "dvc-cache")],
-        ["dvc", "remote", "add", "--local", "--force", "--default", job["dvc_remote"],
-         job["dvc_url"]],
     ]
     for step in steps:
         run_logged(step, clone, log, lock)
+    # What `dvc cache dir --local` and `dvc remote add --local --default` write, without
+    # starting DVC twice.
+    from dvc.config import Config
+
+    with Config(clone / ".dvc").edit("local") as config:
+        config["cache"]["dir"] = str(clone.parent / "dvc-cache")
+        config["remote"][job["dvc_remote"]] = {"url": job["dvc_url"]}
+        config["core"]["remote"] = job["dvc_remote"]
     # The clone's own experiments are scratch (each is on the Git remote once pushed); a run of
     # the same name again would otherwise meet the old one.
     refs = subprocess.run(["git", "for-each-ref", "--format=delete %(refname)", "refs/exps"],
