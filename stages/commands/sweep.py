@@ -228,7 +228,7 @@ def describe(overrides):
     return " ".join(overrides) or "(the defaults)"
 
 
-def test_accuracy(metrics):
+def accuracy_of(metrics):
     return metrics.get("test", {}).get("accuracy")
 
 
@@ -282,7 +282,7 @@ def sweep(arguments):
                     done.append(result)
                     how = "trained" if result["trained"] else "restored from the run cache"
                     print(f"{name}: done on {result['worker']} in {result['seconds']} s ({how}), "
-                          f"test accuracy {test_accuracy(result['metrics'])}", flush=True)
+                          f"test accuracy {accuracy_of(result['metrics'])}", flush=True)
                 else:
                     failed.append(name)
                     print(f"{name}: failed: {future.exception()}", flush=True)
