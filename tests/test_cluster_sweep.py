@@ -284,9 +284,13 @@ def test_a_killed_workers_point_runs_on_another_and_the_sweep_completes(cluster)
 
 @pytest.mark.slow
 def test_a_second_sweep_trains_nothing_and_gpu_points_run_on_gpu_workers(cluster):
-    """Worker c, a machine that never ran a point, restores both from the run cache on the DVC
-    remote; worker a, idle but offering no GPU, runs none."""
+    """Asked for a GPU that no worker offers, one line; then worker c, a machine that never ran
+    a point, restores both from the run cache on the DVC remote; worker a, idle but offering no
+    GPU, runs none."""
     before = shown_experiments(cluster)
+    code, output = finished(start_sweep(cluster, "-S", "train.seed=1", "--gpus-per-point", "1"))
+    assert (code, output) == (2, "mnist-sweep: no worker offers 1 GPU(s) "
+                                 "(dask worker ... --resources GPU=1)\n")
     cluster.start_worker("c", "--resources", "GPU=1")
     code, output = finished(start_sweep(cluster, "-S", "train.seed=1,2", "-n", "again",
                                         "--gpus-per-point", "1"))
