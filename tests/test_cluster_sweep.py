@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from stages.commands import sweep
-from tests.conftest import TINY, make_project, model_md5_in, run, write_mirror
+from tests.conftest import TINY, ignore_sigint, make_project, model_md5_in, run, write_mirror
 
 DASK = str(Path(sys.executable).parent / "dask")
 MNIST_SWEEP = str(Path(sys.executable).parent / "mnist-sweep")
@@ -175,6 +175,7 @@ def cluster(tmp_path_factory):
         os.killpg(processes[name].pid, signal.SIGKILL)
         processes[name].wait()
 
+    start_worker("a")  # each test can run alone; the tests add and kill others
     try:
         yield SimpleNamespace(root=root, workspace=workspace, env=env, address=address,
                               origin=origin, start_worker=start_worker, kill=kill,
@@ -188,11 +189,14 @@ def cluster(tmp_path_factory):
 
 
 def start_sweep(cluster, *arguments):
+    """mnist-sweep started as a script's background job starts: SIGINT ignored, whether or not
+    pytest itself was started so."""
     path = cluster.root / f"sweep-{time.monotonic_ns()}.log"
     with open(path, "w") as log:
         process = subprocess.Popen([MNIST_SWEEP, "--scheduler", cluster.address, *arguments],
                                    cwd=cluster.workspace, env=cluster.env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=ignore_sigint)
     process.log = path
     return process
 
@@ -256,9 +260,14 @@ def shown_experiments(cluster):
     return found
 
 
+def training_anywhere(cluster):
+    """The train stages running below any worker of the cluster."""
+    return [found for process in cluster.processes.values()
+            for found in training_processes(process)]
+
+
 @pytest.mark.slow
 def test_a_killed_workers_point_runs_on_another_and_the_sweep_completes(cluster):
-    cluster.start_worker("a")
     cluster.start_worker("b")
     process = start_sweep(cluster, "-S", "train.seed=1,2", "-n", "grid")
     point = wait_for(lambda: next((line.split(":")[0] for line in process.log.read_text()
@@ -321,13 +330,11 @@ def test_a_failing_point_is_reported_and_the_others_go_on(cluster):
 @pytest.mark.slow
 def test_ctrl_c_stops_the_running_point_and_pushes_nothing(cluster):
     process = start_sweep(cluster, "-S", "train.seed=3", "-n", "interrupted")
-    wait_for(lambda: training_processes(cluster.processes["a"])
-             or training_processes(cluster.processes["c"]), "the point to train")
+    wait_for(lambda: training_anywhere(cluster), "the point to train")
     process.send_signal(signal.SIGINT)
     code, output = finished(process)
     assert code == 130, output
     assert "interrupted; 1 point(s) cancelled, none of them pushed" in output
-    wait_for(lambda: not (training_processes(cluster.processes["a"])
-                          or training_processes(cluster.processes["c"])),
+    wait_for(lambda: not training_anywhere(cluster),
              "the training to stop", seconds=30)
     assert "interrupted-1" not in remote_experiments(cluster)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -332,6 +333,9 @@ def main(argv=None):
         import distributed  # noqa: F401
     except ImportError:
         parser.exit(2, "mnist-sweep: needs Dask's distributed: pip install 'mnist-dvc[sweep]'\n")
+    # Ctrl-C stops the sweep whatever the parent left: a process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then raises no KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return sweep(arguments)
     except SweepError as error:
