@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from stages.commands import sweep
-from tests.conftest import TINY, ignore_sigint, make_project, model_md5_in, run, write_mirror
+from tests.conftest import TINY, make_project, model_md5_in, run, write_mirror
 
 DASK = str(Path(sys.executable).parent / "dask")
 MNIST_SWEEP = str(Path(sys.executable).parent / "mnist-sweep")
@@ -188,15 +188,19 @@ def cluster(tmp_path_factory):
                 process.wait()
 
 
+# A command started as a script's background job starts: SIGINT ignored (kept across exec),
+# whether or not pytest itself was started so. A shell, not a preexec_fn: this process runs the
+# Dask client's threads, and Python code between fork and exec can deadlock on their locks.
+SIGINT_IGNORED = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+
+
 def start_sweep(cluster, *arguments):
-    """mnist-sweep started as a script's background job starts: SIGINT ignored, whether or not
-    pytest itself was started so."""
     path = cluster.root / f"sweep-{time.monotonic_ns()}.log"
     with open(path, "w") as log:
-        process = subprocess.Popen([MNIST_SWEEP, "--scheduler", cluster.address, *arguments],
+        process = subprocess.Popen([*SIGINT_IGNORED, MNIST_SWEEP, "--scheduler", cluster.address,
+                                    *arguments],
                                    cwd=cluster.workspace, env=cluster.env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=ignore_sigint)
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     process.log = path
     return process
 
