@@ -67,10 +67,6 @@ def drawn_part(part):
     return images[..., None], drawn["digit"].to_numpy(), drawn["draw"].to_numpy(), refused
 
 
-def scaled(images):
-    return images.reshape(-1, 28, 28, 1).astype("float32") / 255
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="+", metavar="GROUP=REV,REV,...")
@@ -81,6 +77,11 @@ def main():
     members = [revision for revisions in groups.values() for revision in revisions]
 
     backend.use("tensorflow")
+    from stages.lib.model import model_inputs
+
+    def scaled(images):
+        return model_inputs(images, np.zeros(len(images), "uint8"))[0]
+
     validation = {revision: split_of(revision, "validation") for revision in members}
     if len({labels.tobytes() + images.tobytes() for images, labels in validation.values()}) > 1:
         raise SystemExit("ensemble: the members' validation parts differ; averaging them would "
@@ -125,8 +126,8 @@ def main():
                                       for name in corrupted])),
         }
 
-    for revision in members:
-        measured = scores([revision])
+    alone = {revision: scores([revision]) for revision in members}
+    for revision, measured in alone.items():
         recorded = json.loads(read_from(revision, "reports/metrics.json"))
         print(f"{revision}: test {measured['test']:.4f} (recorded "
               f"{recorded['test']['accuracy']:.4f}), drawn {measured['drawn reporting']:.4f} "
@@ -135,9 +136,9 @@ def main():
 
     rows = []
     for name, revisions in groups.items():
-        alone = pd.DataFrame([scores([revision]) for revision in revisions])
+        each = pd.DataFrame([alone[revision] for revision in revisions])
         rows.append({"models": f"{name}: each alone, mean of {len(revisions)}",
-                     **alone.mean().to_dict()})
+                     **each.mean().to_dict()})
         rows.append({"models": f"{name}: {len(revisions)} averaged", **scores(revisions)})
     if len(groups) > 1:
         rows.append({"models": f"{' + '.join(groups)}: {len(members)} averaged",
