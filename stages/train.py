@@ -4,15 +4,19 @@ Writes data/model/model.keras and data/train_log/ (DVCLive: per-epoch TSVs, and 
 with the last epoch and, under `run`, the record of what really ran). Both are DVC-cached, so a
 teammate's `dvc pull --run-cache` restores a run; the evaluate stage publishes the log to git.
 After each epoch the model is saved to data/resume/, so a killed run resumes where it stopped.
+With train.ensemble, the members are trained one after the other, their epochs logged in one
+sequence, and saved as one model that averages them.
 The train section of params.yaml is `Params` below; Keras is imported once train.backend is set.
 """
 
 import sys
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
+from omegaconf import OmegaConf
+from pydantic import (Discriminator, Field, StringConstraints, Tag, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
-from stages.lib import backend, params
+from stages.lib import backend, params, seeds
 from stages.lib.splits import MODEL_PATH, PREPARED_DIR, load_split
 
 TRAIN_LOG_DIR = "data/train_log"  # DVCLive's folder: metrics.json and plots/metrics/
@@ -148,6 +152,11 @@ class Architecture(params.Section):
         return conv_stack
 
 
+# The whole run's keys, which an ensemble's members share.
+RUN_KEYS = ("backend", "seed", "precision", "xla", "distribute", "ensemble")
+MemberName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
 class Params(params.Section):
     backend: Literal["tensorflow", "jax"] = Field(
         description="Keras' backend: tensorflow (fastest on CPUs) or jax (for GPUs)")
@@ -180,6 +189,13 @@ class Params(params.Section):
                                                          "four copies moved this far (0: off)")
     augment: Augment
     model: Architecture
+    ensemble: dict[MemberName, dict[str, Any]] = Field(
+        description="further models, each trained after the one this section describes, from "
+                    "seed streams of its own, and averaged with it in the saved model: each a "
+                    "name and the keys of train it changes, merged key by key as -S merges them",
+        json_schema_extra={"allowed": "a mapping of names (lower-case letters, digits, _) to "
+                                      "changes of train's keys, not backend, seed, precision, xla, "
+                                      "distribute or ensemble; {} for one model"})
 
     @field_validator("lr_decay")
     @classmethod
@@ -198,78 +214,146 @@ class Params(params.Section):
         return warmup
 
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def members_are_models(cls, values, handler):
+        """Each member must be a model that train could describe by itself; its errors name the
+        member's key."""
+        validated = handler(values)
+        for name, changes in values["ensemble"].items():
+            where = ("ensemble", name)
+            if shared := [key for key in RUN_KEYS if key in changes]:
+                raise ValidationError.from_exception_data(cls.__name__, [{
+                    "type": "extra_forbidden", "loc": (*where, shared[0]),
+                    "input": changes[shared[0]]}])
+            try:
+                cls.model_validate(with_changes(values, changes))
+            except ValidationError as error:
+                raise params.placed_at(error, where) from None
+        return validated
+
+
+def with_changes(train, changes):
+    """An ensemble member's train section: train without its ensemble, `changes` merged in as
+    Hydra merges -S values (mappings key by key, lists whole)."""
+    return OmegaConf.to_container(OmegaConf.merge({**train, "ensemble": {}}, changes))
+
+
+def members(train):
+    """(model name, train section) of each model the run trains, in order: the section's own,
+    then train.ensemble's."""
+    return [("mnist_cnn", {**train, "ensemble": {}}), *(
+        (f"mnist_cnn_{name}", with_changes(train, changes))
+        for name, changes in train["ensemble"].items())]
+
+
 def main():
     train = params.load("train", Params)
+    ensemble = members(train)
     backend.use(train["backend"])
     parts = backend.parts()
     import keras
 
     from stages.lib import checkpoint, provenance
     from stages.lib.atomic import atomic_path
-    from stages.lib.model import build_model, compile_model, model_inputs, with_test_time_shifts
-    from stages.lib.training import (Checkpoint, EpochSeeds, EpochTimer, StopOnSignal, fit,
-                                     steps_per_epoch, training_batches)
+    from stages.lib.model import (averaged, build_model, compile_model, model_inputs,
+                                  with_test_time_shifts)
+    from stages.lib.training import (Checkpoint, EnsembleValidation, EpochSeeds, EpochTimer,
+                                     StopOnSignal, fit, log_record, saved_probabilities,
+                                     steps_per_epoch, training_batches, training_log)
 
     gpus = parts.gpus()
-    if refusal := parts.unsupported(train, gpus):
-        raise SystemExit(refusal)
+    for _, member in ensemble:
+        if refusal := parts.unsupported(member, gpus):
+            raise SystemExit(refusal)
     stop = StopOnSignal()
     train_images, train_labels = model_inputs(*load_split("train"))
     validation_images, validation_labels = model_inputs(*load_split("validation"))
     validation_data = (validation_images, validation_labels) if len(validation_images) else None
 
-    # Same params, same machine, same metrics.
-    parts.seed_everything(train["seed"])
+    # Same params, same machine, same metrics (with each member's seeds, set before it is built).
     deterministic = parts.deterministic_ops(train["xla"])
     precision = provenance.precision_policy(train["precision"], gpus)
     keras.mixed_precision.set_global_policy(precision)
 
     scope, replicas = parts.distribution(train["distribute"])
     shards = replicas if parts.EQUAL_SHARDS else 1
-    steps = steps_per_epoch(len(train_images), train["batch_size"], shards)
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
     )
     if train["distribute"] != "none":
         print(f"train: {train['distribute']} across {replicas} replicas")
-    # Model and fit both inside the distribution's scope: under JAX, Keras splits each batch
+    # Models and fit all inside the distribution's scope: under JAX, Keras splits each batch
     # across the devices only when fit runs in it.
     with scope:
-        resumed = checkpoint.load(run_fingerprint)
-        if resumed:
-            model, history = resumed
-            print(f"train: resuming after epoch {len(history)} of {train['epochs']} "
-                  f"from {checkpoint.RESUME_DIR}")
-        else:
-            model, history = compile_model(build_model(train), train, steps), []
-        # Set after loading too: a resumed model would otherwise keep the compile-time choice.
-        model.jit_compile = parts.jit_compile(train["xla"])
-        model.summary()
-        if train["xla"] and not model.jit_compile:
-            print("train: Keras cannot compile this model with XLA; recorded as xla.used: false")
+        resumed = checkpoint.load(run_fingerprint) or checkpoint.Resumed([], [], None)
+        history, finished = resumed.history, resumed.finished
+        if history:
+            print(f"train: resuming after epoch {len(history)} of "
+                  f"{sum(member['epochs'] for _, member in ensemble)} from {checkpoint.RESUME_DIR}")
         run_record = {
             "backend": train["backend"],
             "precision": {"requested": train["precision"], "used": precision},
-            "xla": {"requested": train["xla"], "used": bool(model.jit_compile)},
+            "xla": {"requested": train["xla"], "used": parts.jit_compile(train["xla"])},
             "op_determinism": deterministic,
             "distribute": {"requested": train["distribute"], "replicas": replicas},
             "device": provenance.device(gpus),
             "versions": provenance.versions(),
+            "members": len(ensemble),
         }
-        fit(model, history, train, live_dir=TRAIN_LOG_DIR, run_record=run_record,
-            batches=training_batches(train_images, train_labels, train["batch_size"],
-                                     train["seed"], len(history), train["epochs"], shards),
-            steps_per_epoch=steps, validation_data=validation_data,
-            callbacks=[stop, EpochSeeds(train["seed"]),
-                       EpochTimer(len(train_images), history),
-                       Checkpoint(history, run_fingerprint)])
+        # An ensemble's validation scores the ensemble so far, as it would be saved.
+        validated = validation_data and len(ensemble) > 1
+        finished_probabilities = [
+            saved_probabilities(model, member["test_time_shift"], validation_images)
+            for model, (_, member) in zip(finished, ensemble)] if validated else []
+        with training_log(TRAIN_LOG_DIR, history) as live:
+            for index in range(len(finished), len(ensemble)):
+                name, member = ensemble[index]
+                steps = steps_per_epoch(len(train_images), member["batch_size"], shards)
+                if resumed.model is not None and index == len(finished):
+                    model = resumed.model
+                else:
+                    parts.seed_everything(seeds.weights_seed(train["seed"], index))
+                    model = compile_model(build_model(member, name), member, steps)
+                # Set after loading too: a resumed model would otherwise keep the compile-time
+                # choice.
+                model.jit_compile = parts.jit_compile(train["xla"])
+                model.summary()
+                if train["xla"] and not model.jit_compile:
+                    print(f"train: Keras cannot compile {name} with XLA; recorded as "
+                          "xla.used: false")
+                    run_record["xla"]["used"] = False
+                first_epoch = len(history) - sum(done["epochs"] for _, done in ensemble[:index])
+                validation = [EnsembleValidation(validation_images, validation_labels,
+                                                 finished_probabilities,
+                                                 member["test_time_shift"])] if validated else []
+                fit(model, member["epochs"], first_epoch, live,
+                    batches=training_batches(train_images, train_labels, member["batch_size"],
+                                             train["seed"], first_epoch, member["epochs"], shards,
+                                             index),
+                    steps_per_epoch=steps,
+                    validation_data=None if validated else validation_data,
+                    callbacks=[stop, EpochSeeds(train["seed"], index),
+                               EpochTimer(len(train_images), history), *validation,
+                               Checkpoint(history, run_fingerprint, index)])
+                if stop.received:
+                    break
+                checkpoint.finish_member(model, history, run_fingerprint, index)
+                finished.append(model)
+                if validated:
+                    finished_probabilities.append(saved_probabilities(
+                        model, member["test_time_shift"], validation_images))
+            # Logged once the models are built: Keras may refuse XLA for one of them.
+            log_record(live, run_record, "run")
     if stop.received:
-        print(f"\ntrain: interrupted after {len(history)} of {train['epochs']} epochs; "
+        print(f"\ntrain: interrupted after {len(history)} of "
+              f"{sum(member['epochs'] for _, member in ensemble)} epochs; "
               f"`dvc repro` resumes from there ({checkpoint.RESUME_DIR})", file=sys.stderr)
         sys.exit(128 + stop.received)
 
     with atomic_path(MODEL_PATH) as temporary:
-        with_test_time_shifts(model, train["test_time_shift"]).save(temporary)
+        averaged([with_test_time_shifts(model, member["test_time_shift"])
+                  for model, (_, member) in zip(finished, ensemble)]).save(temporary)
     checkpoint.clear()
     print(f"train: model saved to {MODEL_PATH}")
 

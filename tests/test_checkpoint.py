@@ -14,13 +14,13 @@ def saved_state(tmp_path, monkeypatch):
     """A resume state saved by a run with fingerprint "run-a", in a temporary working folder."""
     monkeypatch.chdir(tmp_path)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    checkpoint.save(model, [{"loss": 1.0}], "run-a")
+    checkpoint.save(model, [{"loss": 1.0}], "run-a", finished=0)
     return tmp_path / checkpoint.RESUME_DIR
 
 
 def test_the_same_run_resumes_silently(saved_state, capsys):
-    model, history = checkpoint.load("run-a")
-    assert history == [{"loss": 1.0}] and model.count_params() == 3
+    history, finished, model = checkpoint.load("run-a")
+    assert history == [{"loss": 1.0}] and finished == [] and model.count_params() == 3
     assert capsys.readouterr().err == ""
 
 
@@ -52,7 +52,7 @@ def test_no_state_is_no_message(tmp_path, monkeypatch, capsys):
 
 
 def test_a_run_stopped_after_its_last_epoch_resumes_to_the_averaged_weights(tmp_path, monkeypatch):
-    from stages.lib.training import Checkpoint, fit
+    from stages.lib.training import Checkpoint, fit, training_log
 
     monkeypatch.chdir(tmp_path)
     keras.utils.set_random_seed(0)
@@ -63,17 +63,35 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_the_averaged_weights(tmp_
     train, history = {"epochs": 2}, []
 
     def run(model, history, log):
-        fit(model, history, train, live_dir=tmp_path / log, run_record={},
-            batches=((inputs[start:start + 16], targets[start:start + 16])
-                     for _ in range(2) for start in range(0, 64, 16)),
-            steps_per_epoch=4, validation_data=None, callbacks=[Checkpoint(history, "run-a")])
+        with training_log(tmp_path / log, history) as live:
+            fit(model, train["epochs"], len(history), live,
+                batches=((inputs[start:start + 16], targets[start:start + 16])
+                         for _ in range(2) for start in range(0, 64, 16)),
+                steps_per_epoch=4, validation_data=None, callbacks=[Checkpoint(history, "run-a")])
 
     run(model, history, "uninterrupted")
     averaged = model.get_weights()
     # Killed before the model was saved: the state of the last epoch is all there is.
-    resumed, resumed_history = checkpoint.load("run-a")
+    resumed_history, _, resumed = checkpoint.load("run-a")
     assert len(resumed_history) == 2
     assert not np.array_equal(resumed.get_weights()[0], averaged[0]), "saved as trained"
     run(resumed, resumed_history, "resumed")
     for mine, theirs in zip(resumed.get_weights(), averaged, strict=True):
         assert np.array_equal(mine, theirs)
+
+
+def test_finished_members_resume_as_models_and_the_next_member_starts_afresh(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first, second = (keras.Sequential([keras.Input((2,)), keras.layers.Dense(units)])
+                     for units in (1, 3))
+    checkpoint.save(first, [{"loss": 1.0}], "run-a", finished=0)
+    checkpoint.finish_member(first, [{"loss": 1.0}], "run-a", 0)
+    history, finished, model = checkpoint.load("run-a")
+    assert (history, [member.count_params() for member in finished], model) == (
+        [{"loss": 1.0}], [3], None)
+    assert not list((tmp_path / checkpoint.RESUME_DIR).glob("epoch-*")), "the epoch file is gone"
+
+    checkpoint.save(second, [{"loss": 1.0}, {"loss": 0.5}], "run-a", finished=1)
+    history, finished, model = checkpoint.load("run-a")
+    assert [member.count_params() for member in finished] == [3]
+    assert model.count_params() == 9 and len(history) == 2

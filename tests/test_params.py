@@ -184,7 +184,7 @@ def test_every_key_has_one_line_of_meaning():
 def test_the_reference_names_every_key_of_params_yaml():
     def leaves(values, prefix=""):
         for key, value in values.items():
-            if isinstance(value, dict) and key not in ("optimizer",):
+            if isinstance(value, dict) and key not in ("optimizer", "ensemble"):
                 yield from leaves(value, f"{prefix}{key}.")
             else:
                 yield f"{prefix}{key}"

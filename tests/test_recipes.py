@@ -17,7 +17,7 @@ RECIPES = sorted(path.stem for path in (ROOT / "conf/recipe").glob("*.yaml"))
 
 
 def test_the_recipes_are_files():
-    assert RECIPES == ["fast", "handwriting", "recommended", "strong", "tutorial"]
+    assert RECIPES == ["fast", "handwriting", "photo", "recommended", "strong", "tutorial"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -69,7 +69,7 @@ def test_recipes_by_name_and_hand_edits_in_a_real_repository(tmp_path, tiny_mirr
                                                  "plot.grid_size": 16})
 
     assert dvc_failing(["exp", "run", "-S", "recipe=strongest"], project, env) == [
-        "recipe=strongest: no such recipe; the recipes are fast, handwriting, recommended, strong, tutorial (conf/recipe/)"]
+        "recipe=strongest: no such recipe; the recipes are fast, handwriting, photo, recommended, strong, tutorial (conf/recipe/)"]
 
     # A hand edit: `dvc repro` runs it as written; `dvc exp run` refuses to drop it.
     set_params(project, **{"train.batch_size": 50})

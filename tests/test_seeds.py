@@ -1,5 +1,6 @@
-"""Random streams: no two seeds, layers, epochs or replicas share one; the batch order is fixed by
-(seed, epoch) alone, and train.seed, train.batch_size and train.epochs shape the batches."""
+"""Random streams: no two seeds, ensemble members, layers, epochs or replicas share one; the batch
+order is fixed by (seed, member, epoch) alone, and train.seed, train.batch_size and train.epochs
+shape the batches."""
 
 import itertools
 
@@ -12,7 +13,7 @@ from stages.lib.model import build_model
 from stages.lib.training import reseed_layers, steps_per_epoch, training_batches
 from tests.conftest import project_params, recipe_params
 
-EPOCHS, REPLICAS = range(15), range(2)
+EPOCHS, REPLICAS, MEMBERS = range(15), range(2), range(3)
 
 
 def random_layers(model):
@@ -23,27 +24,37 @@ def random_layers(model):
 def test_no_two_layer_streams_coincide(tmp_path):
     default = random_layers(build_model(project_params()["train"]))
     strong = random_layers(build_model(recipe_params("strong")["train"]))
-    recommended = random_layers(build_model(recipe_params("recommended")["train"]))
+    photo = random_layers(build_model(recipe_params("photo")["train"]))
     assert default == [4, 6] and len(strong) == 4  # dropout twice; augmentation and 3 dropouts
-    assert recommended[:3] == [0, 1, 2] and len(recommended) == 6  # 3 augmentations, 3 dropouts
-    layers = sorted({*default, *strong, *recommended})
+    assert photo[:3] == [0, 1, 2] and len(photo) == 6  # 3 augmentations, 3 dropouts
+    layers = sorted({*default, *strong, *photo})
     streams = {}
-    for seed, layer, epoch, replica in itertools.product(range(1, 11), layers, EPOCHS, REPLICAS):
+    for seed, member, layer, epoch, replica in itertools.product(range(1, 11), MEMBERS, layers,
+                                                                 EPOCHS, REPLICAS):
         # Keras advances the counter (the second word) by one a draw, so distinct stream ids
         # (the first word) keep whole epochs of draws apart, not only their first keys.
-        stream_id, counter = seeds.layer_stream(seed, layer, epoch, replica)
+        stream_id, counter = seeds.layer_stream(seed, layer, epoch, replica, member)
         assert counter == 0 and 0 <= stream_id < seeds.STREAM_IDS
-        streams.setdefault(stream_id, []).append((seed, layer, epoch, replica))
+        streams.setdefault(stream_id, []).append((seed, member, layer, epoch, replica))
     shared = {stream: owners for stream, owners in streams.items() if len(owners) > 1}
     assert not shared
-    assert len(streams) == 10 * len(layers) * len(EPOCHS) * len(REPLICAS)
+    assert len(streams) == 10 * len(MEMBERS) * len(layers) * len(EPOCHS) * len(REPLICAS)
+
+
+def test_each_member_has_its_own_weights_seed_and_the_first_the_runs():
+    assert seeds.weights_seed(7, 0) == 7
+    drawn = {seeds.weights_seed(seed, member) for seed in range(1, 101) for member in (1, 2)}
+    assert len(drawn) == 200 and drawn.isdisjoint(range(1, 101))
+    assert all(0 <= seed <= 2**32 - 1 for seed in drawn)
 
 
 def test_batch_order_is_a_permutation_fixed_by_seed_and_epoch():
     first = seeds.batch_order(1, 0, 1000)
     assert sorted(first) == list(range(1000))
     assert np.array_equal(first, seeds.batch_order(1, 0, 1000))
-    others = [seeds.batch_order(seed, epoch, 1000) for seed, epoch in [(2, 0), (1, 1), (0, 1)]]
+    assert np.array_equal(first, seeds.batch_order(1, 0, 1000, member=0))
+    others = [seeds.batch_order(seed, epoch, 1000, member)
+              for seed, epoch, member in [(2, 0, 0), (1, 1, 0), (0, 1, 0), (1, 0, 1), (1, 0, 2)]]
     assert all(np.mean(first == other) < 0.05 for other in others)
 
 

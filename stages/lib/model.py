@@ -69,7 +69,7 @@ class InkNormalization(keras.layers.Layer):
         return ops.clip((images - paper) / ops.maximum(ink, 1e-3), 0, 1)
 
 
-def build_model(train):
+def build_model(train, name="mnist_cnn"):
     """Augmentation, the ink normalization when asked, the convolution stack, dense layers with
     dropout, softmax: the seed CNN with the defaults of params.yaml."""
     model = train["model"]
@@ -85,7 +85,7 @@ def build_model(train):
         layers.append(keras.layers.Dropout(model["dropout"]))
     # float32 probabilities whatever the precision policy: mixed-precision softmax loses accuracy.
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"))
-    return keras.Sequential(layers, name="mnist_cnn")
+    return keras.Sequential(layers, name=name)
 
 
 @keras.saving.register_keras_serializable(package="mnist_dvc")
@@ -120,6 +120,15 @@ def with_test_time_shifts(model, shift):
                         for rows, columns in ((-shift, 0), (shift, 0), (0, -shift), (0, shift))]
     probabilities = keras.layers.Average(dtype="float32")([model(view) for view in views])
     return keras.Model(images, probabilities, name=f"{model.name}_shift_averaged")
+
+
+def averaged(models):
+    """One model whose probabilities are the mean of `models`' (an ensemble), or the one model."""
+    if len(models) == 1:
+        return models[0]
+    images = keras.Input(shape=(28, 28, 1))
+    probabilities = keras.layers.Average(dtype="float32")([model(images) for model in models])
+    return keras.Model(images, probabilities, name="mnist_cnn_ensemble")
 
 
 def compile_model(model, train, steps_per_epoch):

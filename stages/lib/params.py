@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -29,6 +30,15 @@ MAX_SEED = 2**32 - 1
 
 def Seed(description):  # noqa: N802 (a field type, named like one)
     return Field(ge=0, le=MAX_SEED, description=description)
+
+
+def placed_at(error, prefix):
+    """A ValidationError of a value validated by itself, its locations moved under `prefix`, as
+    the ValidationError of the section that holds the value, so one_line names the whole key."""
+    return ValidationError.from_exception_data(error.title, [
+        {"type": PydanticCustomError(found["type"], found["msg"], found.get("ctx")),
+         "loc": (*prefix, *found["loc"]), "input": found["input"]}
+        for found in error.errors(include_url=False)])
 
 
 class ParamsError(ValueError):
@@ -113,7 +123,8 @@ def _problem(error):
 
 def one_line(error, section, values):
     """One pydantic error as `dotted.key: problem, got value`; list items read `item N`.
-    Parts of pydantic's location that are not in the values (a tagged union's tag) are left out."""
+    Parts of pydantic's location that are not in the values (a tagged union's tag) are left out,
+    unless the last is a key that some section declares."""
     node, keys, items = values, [section] if section else [], []
     for index, part in enumerate(error["loc"]):
         last = index == len(error["loc"]) - 1
@@ -121,6 +132,10 @@ def one_line(error, section, values):
             items.append(f"item {part}")
         elif isinstance(node, dict) and (part in node or (last and error["type"] == "missing")):
             (items if items else keys).append(part)
+        elif last and part in _known_keys():
+            # A key the values do not hold: an ensemble member's, which it takes from train.
+            (items if items else keys).append(part)
+            break
         else:
             continue
         node = node[part] if not (last and error["type"] == "missing") else None

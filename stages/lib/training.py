@@ -1,13 +1,17 @@
-"""The train stage's pieces that need Keras: callbacks for timing, reseeding, checkpoints, signals
-and DVCLive, and the seeded batches. Import it after stages.lib.backend.use()."""
+"""The train stage's pieces that need Keras: callbacks for timing, reseeding, checkpoints, signals,
+an ensemble's validation and DVCLive, and the seeded batches. Import it after
+stages.lib.backend.use()."""
 
+import contextlib
 import signal
 import time
 
 import keras
+import numpy as np
 from dvclive import Live
 
 from stages.lib import checkpoint, seeds
+from stages.lib.model import with_test_time_shifts
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -39,9 +43,9 @@ class EpochTimer(keras.callbacks.Callback):
                     training_seconds=self.training_seconds)
 
 
-def reseed_layers(model, seed, epoch):
+def reseed_layers(model, seed, epoch, member=0):
     """Restarts the random stream of every layer that has one (dropout, RandomAffine) from
-    (seed, layer, epoch, replica).
+    (seed, member, layer, epoch, replica).
 
     Keras does not save these streams with a model, so without this a resumed run would draw
     other dropout masks and augmentations than an uninterrupted one. Under a tf.distribute
@@ -54,34 +58,61 @@ def reseed_layers(model, seed, epoch):
         if isinstance(stream, keras.random.SeedGenerator):
             replicas = getattr(stream.state.value, "values", (stream.state,))
             for replica, state in enumerate(replicas):
-                state.assign(seeds.layer_stream(seed, index, epoch, replica))
+                state.assign(seeds.layer_stream(seed, index, epoch, replica, member))
 
 
 class EpochSeeds(keras.callbacks.Callback):
-    """Calls reseed_layers at the start of every epoch."""
+    """Calls reseed_layers at the start of every epoch of a member."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, member):
         super().__init__()
-        self.seed = seed
+        self.seed, self.member = seed, member
 
     def on_epoch_begin(self, epoch, logs=None):
-        reseed_layers(self.model, self.seed, epoch)
+        reseed_layers(self.model, self.seed, epoch, self.member)
 
 
 class Checkpoint(keras.callbacks.Callback):
     """Saves the resume state after every epoch, before DVCLive logs it."""
 
-    def __init__(self, history, run_fingerprint):
+    def __init__(self, history, run_fingerprint, finished=0):
         super().__init__()
-        self.history, self.run_fingerprint = history, run_fingerprint
+        self.history, self.run_fingerprint, self.finished = history, run_fingerprint, finished
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.append({name: float(value) for name, value in logs.items()})
-        checkpoint.save(self.model, self.history, self.run_fingerprint)
+        checkpoint.save(self.model, self.history, self.run_fingerprint, self.finished)
 
 
-def training_batches(images, labels, batch_size, seed, first_epoch, epochs, multiple_of=1):
-    """Batches for epochs first_epoch..epochs-1, each epoch in the order seeds.batch_order gives.
+def saved_probabilities(model, shift, images):
+    """What the member saved with its test-time shifts (with_test_time_shifts) gives each image."""
+    return with_test_time_shifts(model, shift).predict(images, batch_size=1000, verbose=0)
+
+
+class EnsembleValidation(keras.callbacks.Callback):
+    """After every epoch of an ensemble's member: the validation loss (cross-entropy, without
+    label smoothing) and accuracy of the ensemble as train would save it then, the finished
+    members' probabilities averaged with this member's, each with its test-time shifts. Keras'
+    own validation would score the member alone. Place it after EpochTimer, which then leaves it
+    out of the seconds of training."""
+
+    def __init__(self, images, labels, finished_probabilities, shift):
+        super().__init__()
+        self.images, self.labels, self.shift = images, labels, shift
+        self.finished = finished_probabilities
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = saved_probabilities(self.model, self.shift, self.images)
+        averaged = np.mean([*self.finished, current], axis=0)
+        loss = keras.losses.CategoricalCrossentropy()(self.labels, averaged)
+        logs.update(val_loss=float(loss), val_accuracy=float(
+            np.mean(averaged.argmax(axis=1) == self.labels.argmax(axis=1))))
+
+
+def training_batches(images, labels, batch_size, seed, first_epoch, epochs, multiple_of=1,
+                     member=0):
+    """Batches for a member's epochs first_epoch..epochs-1, each in the order seeds.batch_order
+    gives.
 
     The order depends on nothing else, so a run resumed at epoch k sees the same batches as an
     uninterrupted one, on either backend. Arrays are model inputs already (see model_inputs).
@@ -90,7 +121,7 @@ def training_batches(images, labels, batch_size, seed, first_epoch, epochs, mult
     each epoch.
     """
     for epoch in range(first_epoch, epochs):
-        order = seeds.batch_order(seed, epoch, len(labels))
+        order = seeds.batch_order(seed, epoch, len(labels), member)
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             batch = batch[:len(batch) - len(batch) % multiple_of]
@@ -169,31 +200,35 @@ class LiveEpochs(keras.callbacks.Callback):
         log_epoch(self.live, logs)
 
 
-def fit(model, history, train, live_dir, run_record, batches, steps_per_epoch,
-        validation_data, callbacks):
-    """model.fit over the epochs left after `history` (the epochs an interrupted run completed),
-    each logged to DVCLive in live_dir, with the run record; a StopRequested ends it quietly."""
-    first_epoch = len(history)
+@contextlib.contextmanager
+def training_log(live_dir, history):
+    """DVCLive's log in live_dir, the epochs an interrupted run completed logged again; yields
+    the Live that fit logs the next epochs to."""
     # dvcyaml=False keeps dvc.yaml ours; save_dvc_exp=False leaves experiments to `dvc exp run`.
     with Live(live_dir, dvcyaml=False, save_dvc_exp=False) as live:
-        log_record(live, run_record, "run")
         for logs in history:
             log_epoch(live, logs)
-        try:
-            if first_epoch < train["epochs"]:
-                model.fit(
-                    batches,
-                    epochs=train["epochs"],
-                    initial_epoch=first_epoch,
-                    shuffle=False,  # the batches are already in their seeded order
-                    steps_per_epoch=steps_per_epoch,
-                    validation_data=validation_data,
-                    callbacks=[*callbacks, LiveEpochs(live)],
-                )
-            else:
-                # A run killed between its last epoch and saving the model: the state holds the
-                # weights as trained, and fit, which would have swapped in their moving average
-                # (use_ema) when it ended, has nothing left to run.
-                model.optimizer.finalize_variable_values(model.trainable_variables)
-        except StopRequested:
-            pass  # the caller sees the signal in its StopOnSignal
+        yield live
+
+
+def fit(model, epochs, first_epoch, live, batches, steps_per_epoch, validation_data, callbacks):
+    """model.fit over epochs first_epoch..epochs-1 of one member (those before it an
+    interrupted run completed), each logged to `live`; a StopRequested ends it quietly."""
+    try:
+        if first_epoch < epochs:
+            model.fit(
+                batches,
+                epochs=epochs,
+                initial_epoch=first_epoch,
+                shuffle=False,  # the batches are already in their seeded order
+                steps_per_epoch=steps_per_epoch,
+                validation_data=validation_data,
+                callbacks=[*callbacks, LiveEpochs(live)],
+            )
+        else:
+            # A run killed between a member's last epoch and saving it: the state holds the
+            # weights as trained, and fit, which would have swapped in their moving average
+            # (use_ema) when it ended, has nothing left to run.
+            model.optimizer.finalize_variable_values(model.trainable_variables)
+    except StopRequested:
+        pass  # the caller sees the signal in its StopOnSignal
