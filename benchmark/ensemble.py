@@ -12,7 +12,7 @@ validation part). The drawn digits and MNIST-C are the workspace's (`dvc repro o
 Each member's reporting scores are printed beside those its run recorded: they match when the
 workspace's drawn digits and MNIST-C are those it was evaluated on.
 
-    python benchmark/ensemble.py recommended=EXP1,EXP2,EXP3 handwriting=EXP4,EXP5,EXP6
+    python benchmark/ensemble.py photo=EXP1,EXP2,EXP3 handwriting=EXP4,EXP5,EXP6
 """
 
 import argparse

@@ -1,5 +1,6 @@
 """One row an experiment of this clone (`dvc exp show --all-commits`): the commit it ran on,
-recipe, seed, seconds of training, time to each validation accuracy, the last epoch's
+recipe, seed, the first model's epochs, batch size, weight averaging and test-time shift, the
+models averaged (members), seconds of training (all members), time to each validation accuracy, the last epoch's
 validation accuracy, MNIST test accuracy, the drawn digits' reporting part (mean, lowest and
 highest draw), MNIST-C's mean and the CPU or GPU it ran on. docs/recipes.md and docs/speed.md
 quote its rows; --csv appends the rows not yet in a file, so runs of several sessions and
@@ -41,6 +42,7 @@ def rows(shown):
                 "epochs": params["train"]["epochs"], "batch_size": params["train"]["batch_size"],
                 "ema": params["train"]["optimizer"].get("use_ema", False),
                 "shift": params["train"].get("test_time_shift", 0),
+                "members": 1 + len(params["train"].get("ensemble") or {}),
                 "training_seconds": round(training["speed"].get("training_seconds", float("nan"))),
                 # DVC leaves out a null metric: never reached, or nothing held out.
                 **{key.replace("accuracy", "to"): round(seconds)
@@ -65,8 +67,9 @@ def main():
     print(table.to_string(index=False))
     if args.csv:
         if Path(args.csv).exists():
+            # A run already in the file stays as recorded there.
             table = pd.concat([pd.read_csv(args.csv), table]).drop_duplicates(
-                ["commit", "recipe", "seed", "training_seconds", "test"], keep="last")
+                ["commit", "seed", "training_seconds", "test"], keep="first")
         table.to_csv(args.csv, index=False)
 
 

@@ -292,13 +292,13 @@ def set_params(project, **changes):
 
 
 def set_dotted(path, changes):
-    """Change a YAML file's values by dotted key."""
+    """Change a YAML file's values by dotted key (missing mappings on the way are added)."""
     values = yaml.safe_load(path.read_text())
     for dotted, value in changes.items():
         *parents, key = dotted.split(".")
         target = values
         for parent in parents:
-            target = target[parent]
+            target = target.setdefault(parent, {})
         target[key] = value
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 

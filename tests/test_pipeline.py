@@ -163,6 +163,24 @@ def test_validation_curves_by_epoch_and_seconds_and_a_shift_averaged_model(tmp_p
         assert all(list(line.get_xdata()) == [1, 2] for line in axis.get_lines())
 
 
+def test_an_ensemble_member_without_changes_trains_from_seed_streams_of_its_own(tmp_path,
+                                                                              tiny_mirror):
+    """A twin of the first model still differs from it (its initial weights, batch order and
+    dropout are its own), so averaging the two is worth its cost; the log counts both."""
+    project = tmp_path / "project"
+    env = make_project(project, *tiny_mirror, **{"train.epochs": 1})
+    set_params(project, **{"train.ensemble": {"twin": {}}})
+
+    run(["dvc", "repro", "train"], project, env)
+
+    saved = load_model(project / "data/model/model.keras")
+    first, twin = (saved.get_layer(name).get_weights() for name in ("mnist_cnn", "mnist_cnn_twin"))
+    assert [weight.shape for weight in first] == [weight.shape for weight in twin]
+    assert not any(np.array_equal(mine, theirs) for mine, theirs in zip(first, twin))
+    log = pd.read_csv(project / "data/train_log/plots/metrics/speed/training_seconds.tsv", sep="\t")
+    assert list(log["step"]) == [0, 1] and log["training_seconds"].is_monotonic_increasing
+
+
 def test_every_figure_has_a_caption_on_the_report_page(tmp_path, monkeypatch):
     assert sorted(plot.FIGURES) == FIGURES
     monkeypatch.setattr(plot, "FIGURES_DIR", tmp_path)

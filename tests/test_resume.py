@@ -1,4 +1,5 @@
-"""Interrupted training resumes where it stopped; the same params give the same metrics."""
+"""Interrupted training resumes where it stopped; the same params give the same metrics; an
+ensemble (the recommended recipe) trains its members in turn and saves their average."""
 
 import json
 import os
@@ -26,6 +27,8 @@ SLICE = {"train.epochs": 2}
 # TensorFlow run resumes with one).
 JAX_SLICE = {**SLICE, "preprocess.train_limit": 640, "preprocess.validation_split": 0.0,
              "train.backend": "jax"}
+# The recommended recipe's photo member, 2 epochs as well: 4 epochs in all.
+ENSEMBLE_SLICE = {**SLICE, "train.ensemble.photo.epochs": 2}
 
 
 class Projects:
@@ -38,13 +41,13 @@ class Projects:
 
     def copy(self, kind, destination):
         """(path, env) of a fresh copy of the prepared project of a kind: tutorial, handwriting (the
-        recipe with every augmentation and batch normalization) or handwriting-jax (on JAX,
-        without TensorFlow)."""
+        recipe with every augmentation and batch normalization), handwriting-jax (on JAX,
+        without TensorFlow) or recommended (the handwriting model and the photo model)."""
         if kind not in self.prepared:
             project = self.folder / kind
             recipe, _, backend = kind.partition("-")
-            env = make_project(project, *self.mirror, recipe=recipe,
-                               **(JAX_SLICE if backend == "jax" else SLICE))
+            slices = {"jax": JAX_SLICE, "": ENSEMBLE_SLICE if recipe == "recommended" else SLICE}
+            env = make_project(project, *self.mirror, recipe=recipe, **slices[backend])
             if backend == "jax":
                 env.update(self.jax_env)
             run(["dvc", "repro", "preprocess"], project, env)
@@ -98,18 +101,24 @@ def start_repro(project, env, sigint_ignored):
     )
 
 
-def interrupt_after_first_epoch(project, env, signum, sigint_ignored=False):
+def saved_epochs(state):
+    """The epochs the resume state records (it is written atomically: whole or absent)."""
+    return len(json.loads(state.read_text())["history"]) if state.exists() else 0
+
+
+def interrupt_after_first_epoch(project, env, signum, sigint_ignored=False, epochs=1):
+    """Start training and send `signum` once `epochs` epochs are saved."""
     process = start_repro(project, env, sigint_ignored)
     state = project / "data/resume/state.json"
     deadline = time.monotonic() + 300
-    while not state.exists():
+    while saved_epochs(state) < epochs:
         assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "no epoch completed in 300 s"
+        assert time.monotonic() < deadline, f"{epochs} epochs not completed in 300 s"
         time.sleep(0.05)
     os.killpg(process.pid, signum)  # the whole group, like Ctrl-C in a terminal
     output, _ = process.communicate(timeout=60)
     assert process.returncode != 0
-    assert json.loads(state.read_text())["history"], "the state records the completed epoch"
+    assert saved_epochs(state) >= epochs, "the state records the completed epochs"
     return output
 
 
@@ -131,23 +140,29 @@ def test_a_signal_stops_training_with_its_last_epoch_saved(projects, tmp_path, s
 # inside JAX's own training loop.
 # The handwriting recipe has every random layer and batch normalization, so it stands for the
 # others: the tutorial recipe's dropout and optimizer are restored by the same code.
-@pytest.mark.parametrize(("kind", "signum"), [("handwriting", signal.SIGKILL),
-                                              ("handwriting-jax", signal.SIGINT)],
-                         ids=["handwriting-SIGKILL", "handwriting-jax-SIGINT"])
-def test_killed_training_resumes_to_the_uninterrupted_result(projects, tmp_path, kind, signum):
+# An ensemble is killed inside its second member, its first one finished.
+@pytest.mark.parametrize(("kind", "signum", "epochs", "of"),
+                         [("handwriting", signal.SIGKILL, 1, 2),
+                          ("handwriting-jax", signal.SIGINT, 1, 2),
+                          ("recommended", signal.SIGKILL, 3, 4)],
+                         ids=["handwriting-SIGKILL", "handwriting-jax-SIGINT",
+                              "ensemble-SIGKILL"])
+def test_killed_training_resumes_to_the_uninterrupted_result(projects, tmp_path, kind, signum,
+                                                            epochs, of):
     project, env = projects.copy(kind, tmp_path / "project")
 
-    output = interrupt_after_first_epoch(project, env, signum)
+    output = interrupt_after_first_epoch(project, env, signum, epochs=epochs)
     if signum != signal.SIGKILL:
-        assert "train: interrupted after 1 of 2 epochs; `dvc repro` resumes from there" in output
+        assert (f"train: interrupted after {epochs} of {of} epochs; `dvc repro` resumes from "
+                "there") in output
 
     rerun = run(["dvc", "repro", "train"], project, env)
-    assert "train: resuming after epoch 1 of 2" in rerun
+    assert f"train: resuming after epoch {epochs} of {of}" in rerun
     assert stages_run(rerun) == ["train"]
     assert not (project / "data/resume").exists()
 
     uninterrupted = projects.trained(kind)
-    assert epochs_logged(project) == [1, 2]
+    assert epochs_logged(project) == list(range(1, of + 1))
     for name in TRAINING_LOG:
         assert (project / name).read_bytes() == (uninterrupted / name).read_bytes(), name
     resumed, whole = weights(project), weights(uninterrupted)
@@ -165,3 +180,35 @@ def test_changed_params_discard_the_resume_state(projects, tmp_path):
 
     assert "resuming" not in rerun and stages_run(rerun) == ["train"]
     assert epochs_logged(project) == [1, 2]
+
+
+def test_an_ensembles_first_member_is_its_recipe_alone_and_the_model_their_average(projects):
+    """The recommended recipe: the handwriting model, then the photo model from seed streams of
+    its own, saved as one model that averages them; its validation curve is the ensemble's."""
+    from stages.lib.model import InkNormalization, Shifted, load_model, model_inputs
+
+    ensemble = projects.trained("recommended")
+    saved = load_model(ensemble / "data/model/model.keras")
+    first, photo = saved.get_layer("mnist_cnn"), saved.get_layer("mnist_cnn_photo_shift_averaged")
+    # The first member trains exactly as the handwriting recipe alone.
+    for mine, theirs in zip(first.get_weights(), weights(projects.trained("handwriting")),
+                            strict=True):
+        assert np.array_equal(mine, theirs)
+    # The photo member has its changes: the ink normalized, four shifted views.
+    assert not any(isinstance(layer, InkNormalization) for layer in first.layers)
+    photo_cnn = photo.get_layer("mnist_cnn_photo")
+    assert any(isinstance(layer, InkNormalization) for layer in photo_cnn.layers)
+    assert sum(isinstance(layer, Shifted) for layer in photo.layers) == 4
+
+    stored = np.load(ensemble / "data/prepared/validation.npz")
+    images, labels = model_inputs(stored["images"], stored["labels"])
+    averaged = (first.predict(images, verbose=0) + photo.predict(images, verbose=0)) / 2
+    assert np.allclose(saved.predict(images, verbose=0), averaged, atol=1e-6)
+
+    assert epochs_logged(ensemble) == [1, 2, 3, 4]
+    validation = pd.read_csv(
+        ensemble / "data/train_log/plots/metrics/validation/accuracy.tsv", sep="\t")
+    accuracy = np.mean(averaged.argmax(axis=1) == labels.argmax(axis=1))
+    assert validation["accuracy"].iloc[-1] == pytest.approx(accuracy, abs=1e-9)
+    run_record = json.loads((ensemble / "data/train_log/metrics.json").read_text())["run"]
+    assert run_record["members"] == 2
