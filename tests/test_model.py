@@ -63,8 +63,8 @@ def test_handwriting_line_builds_the_strong_cnn_with_ink_augmentation(tmp_path):
     assert (ink.thickness, ink.elastic, ink.blur) == (1.0, 1.5, 1.0)
 
 
-def test_recommended_recipe_puts_the_handwriting_digits_on_paper_and_normalizes_their_ink():
-    layers = build_model(recipe_params("recommended")["train"]).layers
+def test_photo_recipe_puts_the_handwriting_digits_on_paper_and_normalizes_their_ink():
+    layers = build_model(recipe_params("photo")["train"]).layers
     handwriting = build_model(recipe_params("handwriting")["train"]).layers
     assert [type(layer).__name__ for layer in layers] == [
         "RandomAffine", "RandomInk", "RandomPaper", "InkNormalization",
@@ -296,11 +296,11 @@ def test_bilinear_reading_matches_scipy_inside_and_outside_the_image():
         np.testing.assert_allclose(read, reference, atol=1e-6)
 
 
-@pytest.mark.slow  # 10-20 s: a real fit of the recommended model
+@pytest.mark.slow  # 10-20 s: a real fit of the photo model
 def test_augmentation_trains_on_batches_of_unknown_size_and_survives_saving(tmp_path):
-    """The train stage feeds a generator, so the traced step has no batch size. The recommended
+    """The train stage feeds a generator, so the traced step has no batch size. The photo
     recipe has every augmentation layer and the ink normalization."""
-    train = recipe_params("recommended")["train"]
+    train = recipe_params("photo")["train"]
     model = compile_model(build_model(train), train, steps_per_epoch=2)
     images = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
     labels = np.eye(10, dtype="float32")[np.arange(96) % 10]

@@ -65,7 +65,7 @@ def experiments(workspace, env):
     return found
 
 
-def test_queued_grid_sweep_gives_one_experiment_a_combination(sweep):
+def test_a_queued_sweep_over_seeds_gives_one_experiment_a_seed(sweep):
     _, _, machine_a, env = sweep
     found = experiments(machine_a, env)
     assert sorted(params["train"]["seed"] for params, _ in found.values()) == [1, 2]
