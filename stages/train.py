@@ -10,7 +10,7 @@ The train section of params.yaml is `Params` below; Keras is imported once train
 """
 
 import sys
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, NamedTuple, Optional, Union
 
 from omegaconf import OmegaConf
 from pydantic import (Discriminator, Field, StringConstraints, Tag, ValidationError,
@@ -247,6 +247,69 @@ def members(train):
         for name, changes in train["ensemble"].items())]
 
 
+class Run(NamedTuple):
+    """What every member's training shares."""
+
+    train: dict  # the train section
+    ensemble: list  # (model name, train section) of each member, from members()
+    images: Any  # the training images and labels, model inputs
+    labels: Any
+    validation_data: Optional[tuple]  # (images, labels), or None without a validation part
+    parts: Any  # the backend's parts (backend.parts())
+    shards: int  # each batch is cut to a multiple of this
+    fingerprint: str  # the resume state's (checkpoint.fingerprint)
+    history: list  # every completed epoch's logs, all members' in order
+    stop: Any  # the StopOnSignal callback
+
+
+def member_model(run, index, resumed_model):
+    """Member `index` as training starts or resumes it: compiled, with the run's XLA choice."""
+    from stages.lib.model import build_model, compile_model
+    from stages.lib.training import steps_per_epoch
+
+    name, member = run.ensemble[index]
+    model = resumed_model
+    if model is None:
+        run.parts.seed_everything(seeds.weights_seed(run.train["seed"], index))
+        model = compile_model(build_model(member, name), member,
+                              steps_per_epoch(len(run.images), member["batch_size"], run.shards))
+    # Set after loading too: a resumed model would otherwise keep the compile-time choice.
+    model.jit_compile = run.parts.jit_compile(run.train["xla"])
+    model.summary()
+    return model
+
+
+def train_member(run, index, model, live, finished_probabilities):
+    """Fits member `index` over its epochs that the history does not hold yet, logging each to
+    `live`, and records it finished; returns False if a signal stopped it first. With
+    `finished_probabilities` (a list; None scores the member alone, as Keras does), each epoch's
+    validation is the ensemble's so far, and the member's probabilities are added to them."""
+    from stages.lib import checkpoint
+    from stages.lib.training import (Checkpoint, EnsembleValidation, EpochSeeds, EpochTimer, fit,
+                                     steps_per_epoch, training_batches)
+
+    _, member = run.ensemble[index]
+    seed = run.train["seed"]
+    first_epoch = len(run.history) - sum(done["epochs"] for _, done in run.ensemble[:index])
+    ensemble_validation = []
+    if finished_probabilities is not None:
+        ensemble_validation = [EnsembleValidation(*run.validation_data, finished_probabilities,
+                                                  member["test_time_shift"])]
+    fit(model, member["epochs"], first_epoch, live,
+        batches=training_batches(run.images, run.labels, member["batch_size"], seed, first_epoch,
+                                 member["epochs"], run.shards, index),
+        steps_per_epoch=steps_per_epoch(len(run.images), member["batch_size"], run.shards),
+        validation_data=None if ensemble_validation else run.validation_data,
+        callbacks=[run.stop, EpochSeeds(seed, index), EpochTimer(len(run.images), run.history),
+                   *ensemble_validation, Checkpoint(run.history, run.fingerprint, index)])
+    if run.stop.received:
+        return False
+    checkpoint.finish_member(model, run.history, run.fingerprint, index)
+    if ensemble_validation:
+        finished_probabilities.append(ensemble_validation[0].probabilities())
+    return True
+
+
 def main():
     train = params.load("train", Params)
     ensemble = members(train)
@@ -256,18 +319,15 @@ def main():
 
     from stages.lib import checkpoint, provenance
     from stages.lib.atomic import atomic_path
-    from stages.lib.model import (averaged, build_model, compile_model, model_inputs,
-                                  with_test_time_shifts)
-    from stages.lib.training import (Checkpoint, EnsembleValidation, EpochSeeds, EpochTimer,
-                                     StopOnSignal, fit, log_record, saved_probabilities,
-                                     steps_per_epoch, training_batches, training_log)
+    from stages.lib.model import averaged, model_inputs, with_test_time_shifts
+    from stages.lib.training import StopOnSignal, log_record, saved_probabilities, training_log
 
     gpus = parts.gpus()
     for _, member in ensemble:
         if refusal := parts.unsupported(member, gpus):
             raise SystemExit(refusal)
     stop = StopOnSignal()
-    train_images, train_labels = model_inputs(*load_split("train"))
+    images, labels = model_inputs(*load_split("train"))
     validation_images, validation_labels = model_inputs(*load_split("validation"))
     validation_data = (validation_images, validation_labels) if len(validation_images) else None
 
@@ -277,20 +337,21 @@ def main():
     keras.mixed_precision.set_global_policy(precision)
 
     scope, replicas = parts.distribution(train["distribute"])
-    shards = replicas if parts.EQUAL_SHARDS else 1
     run_fingerprint = checkpoint.fingerprint(
         train, [PREPARED_DIR / "train.npz", PREPARED_DIR / "validation.npz"]
     )
+    total_epochs = sum(member["epochs"] for _, member in ensemble)
     if train["distribute"] != "none":
         print(f"train: {train['distribute']} across {replicas} replicas")
     # Models and fit all inside the distribution's scope: under JAX, Keras splits each batch
     # across the devices only when fit runs in it.
     with scope:
         resumed = checkpoint.load(run_fingerprint) or checkpoint.Resumed([], [], None)
-        history, finished = resumed.history, resumed.finished
-        if history:
-            print(f"train: resuming after epoch {len(history)} of "
-                  f"{sum(member['epochs'] for _, member in ensemble)} from {checkpoint.RESUME_DIR}")
+        run = Run(train, ensemble, images, labels, validation_data, parts,
+                  replicas if parts.EQUAL_SHARDS else 1, run_fingerprint, resumed.history, stop)
+        if run.history:
+            print(f"train: resuming after epoch {len(run.history)} of {total_epochs} from "
+                  f"{checkpoint.RESUME_DIR}")
         run_record = {
             "backend": train["backend"],
             "precision": {"requested": train["precision"], "used": precision},
@@ -301,53 +362,28 @@ def main():
             "versions": provenance.versions(),
             "members": len(ensemble),
         }
+        finished = list(resumed.finished)
         # An ensemble's validation scores the ensemble so far, as it would be saved.
-        validated = validation_data and len(ensemble) > 1
-        finished_probabilities = [
-            saved_probabilities(model, member["test_time_shift"], validation_images)
-            for model, (_, member) in zip(finished, ensemble)] if validated else []
-        with training_log(TRAIN_LOG_DIR, history) as live:
+        finished_probabilities = None
+        if validation_data is not None and len(ensemble) > 1:
+            finished_probabilities = [
+                saved_probabilities(model, member["test_time_shift"], validation_images)
+                for model, (_, member) in zip(finished, ensemble)]
+        with training_log(TRAIN_LOG_DIR, run.history) as live:
             for index in range(len(finished), len(ensemble)):
-                name, member = ensemble[index]
-                steps = steps_per_epoch(len(train_images), member["batch_size"], shards)
-                if resumed.model is not None and index == len(finished):
-                    model = resumed.model
-                else:
-                    parts.seed_everything(seeds.weights_seed(train["seed"], index))
-                    model = compile_model(build_model(member, name), member, steps)
-                # Set after loading too: a resumed model would otherwise keep the compile-time
-                # choice.
-                model.jit_compile = parts.jit_compile(train["xla"])
-                model.summary()
+                model = member_model(
+                    run, index, resumed.model if index == len(resumed.finished) else None)
                 if train["xla"] and not model.jit_compile:
-                    print(f"train: Keras cannot compile {name} with XLA; recorded as "
-                          "xla.used: false")
+                    print(f"train: Keras cannot compile {ensemble[index][0]} with XLA; "
+                          "recorded as xla.used: false")
                     run_record["xla"]["used"] = False
-                first_epoch = len(history) - sum(done["epochs"] for _, done in ensemble[:index])
-                validation = [EnsembleValidation(validation_images, validation_labels,
-                                                 finished_probabilities,
-                                                 member["test_time_shift"])] if validated else []
-                fit(model, member["epochs"], first_epoch, live,
-                    batches=training_batches(train_images, train_labels, member["batch_size"],
-                                             train["seed"], first_epoch, member["epochs"], shards,
-                                             index),
-                    steps_per_epoch=steps,
-                    validation_data=None if validated else validation_data,
-                    callbacks=[stop, EpochSeeds(train["seed"], index),
-                               EpochTimer(len(train_images), history), *validation,
-                               Checkpoint(history, run_fingerprint, index)])
-                if stop.received:
+                if not train_member(run, index, model, live, finished_probabilities):
                     break
-                checkpoint.finish_member(model, history, run_fingerprint, index)
                 finished.append(model)
-                if validated:
-                    finished_probabilities.append(saved_probabilities(
-                        model, member["test_time_shift"], validation_images))
             # Logged once the models are built: Keras may refuse XLA for one of them.
             log_record(live, run_record, "run")
     if stop.received:
-        print(f"\ntrain: interrupted after {len(history)} of "
-              f"{sum(member['epochs'] for _, member in ensemble)} epochs; "
+        print(f"\ntrain: interrupted after {len(run.history)} of {total_epochs} epochs; "
               f"`dvc repro` resumes from there ({checkpoint.RESUME_DIR})", file=sys.stderr)
         sys.exit(128 + stop.received)
 

@@ -67,7 +67,8 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_the_averaged_weights(tmp_
             fit(model, train["epochs"], len(history), live,
                 batches=((inputs[start:start + 16], targets[start:start + 16])
                          for _ in range(2) for start in range(0, 64, 16)),
-                steps_per_epoch=4, validation_data=None, callbacks=[Checkpoint(history, "run-a")])
+                steps_per_epoch=4, validation_data=None,
+                callbacks=[Checkpoint(history, "run-a", 0)])
 
     run(model, history, "uninterrupted")
     averaged = model.get_weights()

@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import re
-import signal
 import sys
 import threading
 import warnings
@@ -23,6 +22,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from stages.commands import interrupt_on_ctrl_c
 from stages.commands.predict import (
     add_model_options,
     classify,
@@ -214,9 +214,7 @@ def main(argv=None):
     if not args.verbose:
         warnings.simplefilter("ignore")
 
-    # Ctrl-C stops the server whatever the parent left: a process started in the background by a
-    # non-interactive shell inherits SIGINT ignored, and Python then raises no KeyboardInterrupt.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_ctrl_c()
     try:
         server = DigitServer((args.host, args.port), PAGE.read_text(), args.verbose)
     except OSError as error:

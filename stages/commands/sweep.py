@@ -20,12 +20,13 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+
+from stages.commands import interrupt_on_ctrl_c
 
 METRICS = "reports/metrics.json"
 LOG_TAIL_LINES = 15
@@ -333,9 +334,7 @@ def main(argv=None):
         import distributed  # noqa: F401
     except ImportError:
         parser.exit(2, "mnist-sweep: needs Dask's distributed: pip install 'mnist-dvc[sweep]'\n")
-    # Ctrl-C stops the sweep whatever the parent left: a process started in the background by a
-    # non-interactive shell inherits SIGINT ignored, and Python then raises no KeyboardInterrupt.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_ctrl_c()
     try:
         return sweep(arguments)
     except SweepError as error:

@@ -75,7 +75,7 @@ class EpochSeeds(keras.callbacks.Callback):
 class Checkpoint(keras.callbacks.Callback):
     """Saves the resume state after every epoch, before DVCLive logs it."""
 
-    def __init__(self, history, run_fingerprint, finished=0):
+    def __init__(self, history, run_fingerprint, finished):
         super().__init__()
         self.history, self.run_fingerprint, self.finished = history, run_fingerprint, finished
 
@@ -101,9 +101,17 @@ class EnsembleValidation(keras.callbacks.Callback):
         self.images, self.labels, self.shift = images, labels, shift
         self.finished = finished_probabilities
 
+    def set_model(self, model):
+        super().set_model(model)
+        # Wrapped once a member: a new wrapper every epoch would make Keras trace predict again.
+        self.saved = with_test_time_shifts(model, self.shift)
+
+    def probabilities(self):
+        """The member's probabilities, as saved, with its weights of now."""
+        return self.saved.predict(self.images, batch_size=1000, verbose=0)
+
     def on_epoch_end(self, epoch, logs=None):
-        current = saved_probabilities(self.model, self.shift, self.images)
-        averaged = np.mean([*self.finished, current], axis=0)
+        averaged = np.mean([*self.finished, self.probabilities()], axis=0)
         loss = keras.losses.CategoricalCrossentropy()(self.labels, averaged)
         logs.update(val_loss=float(loss), val_accuracy=float(
             np.mean(averaged.argmax(axis=1) == self.labels.argmax(axis=1))))
