@@ -1,6 +1,6 @@
 """One row an experiment of this clone (`dvc exp show --all-commits`): the commit it ran on,
-recipe, seed, the first model's epochs, batch size, weight averaging and test-time shift, the
-models averaged (members), seconds of training (all members), time to each validation accuracy, the last epoch's
+recipe, seed, the first model's epochs, batch size, weight averaging, test-time shift and
+highest dropout rate, the models averaged (members), seconds of training (all members), time to each validation accuracy, the last epoch's
 validation accuracy, MNIST test accuracy, the drawn digits' reporting part (mean, lowest and
 highest draw), MNIST-C's mean and the CPU or GPU it ran on. docs/recipes.md and docs/speed.md
 quote its rows; --csv appends the rows not yet in a file, so runs of several sessions and
@@ -36,12 +36,15 @@ def rows(shown):
             params = data["params"]["params.yaml"]["data"]
             scores, training = metrics["reports/metrics.json"], metrics["reports/training/metrics.json"]
             device, time_to = training["run"]["device"], training.get("time_to", {})
+            model = params["train"]["model"]
             yield {
                 "commit": commit["rev"][:7],
                 "recipe": params["recipe"], "seed": params["train"]["seed"],
                 "epochs": params["train"]["epochs"], "batch_size": params["train"]["batch_size"],
                 "ema": params["train"]["optimizer"].get("use_ema", False),
                 "shift": params["train"].get("test_time_shift", 0),
+                "dropout": max([model["dropout"], *(item["dropout"] for item in model["conv_stack"]
+                                                    if "dropout" in item)]),
                 "members": 1 + len(params["train"].get("ensemble") or {}),
                 "training_seconds": round(training["speed"].get("training_seconds", float("nan"))),
                 # DVC leaves out a null metric: never reached, or nothing held out.
