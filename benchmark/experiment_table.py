@@ -1,10 +1,10 @@
 """One row an experiment of this clone (`dvc exp show --all-commits`): the commit it ran on,
 recipe, seed, the first model's epochs, batch size, weight averaging, test-time shift and
 highest dropout rate, the models averaged (members), seconds of training (all members), time to
-each validation accuracy, the last epoch's validation accuracy, MNIST test accuracy, the drawn digits' reporting part (mean, lowest and
-highest draw), MNIST-C's mean and the CPU or GPU it ran on. docs/recipes.md and docs/speed.md
-quote its rows; --csv appends the rows not yet in a file, so runs of several sessions and
-machines add up (benchmark/recipe_runs.csv).
+each validation accuracy, the last epoch's validation accuracy, MNIST test accuracy, the drawn
+digits' reporting part (mean, lowest and highest draw), MNIST-C's mean and the CPU or GPU it ran
+on. docs/recipes.md and docs/speed.md quote its rows; --csv appends the rows not yet in a file,
+so runs of several sessions and machines add up (benchmark/recipe_runs.csv).
 
     python benchmark/experiment_table.py [--csv benchmark/recipe_runs.csv]
 """
